@@ -185,7 +185,7 @@ def format_table(rows, params: FormatParams, prune_ratio: float) -> str:
 def exponent_entropy_note() -> str:
     return (
         "Exponent entropy: Shannon entropy of the kept values' exponents (in brackets: of all values' "
-        "exponents), per tensor, averaged weighted by value count; the paper reports ~2.6 bits (weights, 8B models) and ~2.85 "
+        "exponents), per tensor, averaged weighted by the number of exponents; the paper reports ~2.6 bits (weights, 8B models) and ~2.85 "
         "bits/exponent for unary."
     )
 

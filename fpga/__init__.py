@@ -1,0 +1,1 @@
+"""FPGA board builds (see issue 6; not yet built)."""

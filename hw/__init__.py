@@ -1,0 +1,1 @@
+"""Amaranth HDL streaming encoder and decoder of the Cassandra format (see issue 4; not yet built)."""
