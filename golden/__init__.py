@@ -17,6 +17,7 @@ from .codec import (
     bf16_bits,
     bf16_from_bits,
     decode,
+    decode_bitmap,
     encode,
     unary_codebook,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "bf16_bits",
     "bf16_from_bits",
     "decode",
+    "decode_bitmap",
     "encode",
     "keep_count",
     "magnitude_topk_mask",

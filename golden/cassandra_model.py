@@ -267,14 +267,20 @@ class CassandraKVCache:
         self.length = 0
 
     # -- writing --------------------------------------------------------------
-    def _encode(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> EncodedTensor:
-        """Encode ``[H, T, D]`` keys and values as one tensor ``[2*T*H, D]`` (token-major)."""
+    def encoder_input(self, layer: int, k: torch.Tensor, v: torch.Tensor):
+        """What the KV encoder sees for ``[H, T, D]`` keys and values: the head
+        vectors as one BF16 tensor ``[2*T*H, D]`` (keys then values, token-major),
+        its keep mask (per-vector magnitude top-k) and the layer's codebook."""
         H, T, D = k.shape
         x = torch.stack([k, v]).to(torch.bfloat16).permute(0, 2, 1, 3).reshape(2 * T * H, D).cpu()
         keep = magnitude_topk_mask(x, keep=self.keep, group_size=D)
         codebook = None
         if self.params.exponent_coding == "unary" and self.codebooks is not None:
             codebook = self.codebooks[layer]
+        return x, keep, codebook
+
+    def _encode(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> EncodedTensor:
+        x, keep, codebook = self.encoder_input(layer, k, v)
         return encode(x, keep, self.params, codebook=codebook)
 
     def write(self, layer: int, start: int, k: torch.Tensor, v: torch.Tensor, mode: str = "full") -> None:

@@ -119,7 +119,8 @@ def _aggregate(reports) -> dict:
     }
 
 
-def _print_metrics(m: dict, out=sys.stdout) -> None:
+def _print_metrics(m: dict, out=None) -> None:
+    out = out or sys.stdout
     print(f"acceptance rate alpha      {m['alpha']:.3f}  (accepted / proposed draft tokens)", file=out)
     print(f"mean accepted length tau   {m['tau']:.2f}  (tokens per target forward)", file=out)
     print(f"bytes per draft step       {_fmt_bytes(m['draft_step_bytes'])}  (weights + KV, speculation data)", file=out)
@@ -138,23 +139,13 @@ def _print_metrics(m: dict, out=sys.stdout) -> None:
 def _cmd_generate(args) -> int:
     from tqdm import tqdm
 
-    from .pipeline import Pipeline, PipelineConfig
+    from .pipeline import Pipeline
 
     if args.prompt is None and args.dataset is None:
         raise ValueError("give --prompt TEXT or --dataset humaneval")
-    if args.gamma < 1:
-        raise ValueError(f"--gamma {args.gamma} must be >= 1")
     if args.max_new_tokens < 1:
         raise ValueError(f"--max-new-tokens {args.max_new_tokens} must be >= 1")
-    for name in ("prune", "kv_prune"):
-        if not 0 <= getattr(args, name) <= 1:
-            raise ValueError(f"--{name.replace('_', '-')} {getattr(args, name)} is out of range [0, 1]")
-    cfg = PipelineConfig(
-        model=args.model, gamma=args.gamma, prune=args.prune, truncate=args.truncate, kv_prune=args.kv_prune,
-        kv_truncate=args.kv_truncate, exponent=args.exponent, group_size=args.group_size, selector=args.selector,
-        sample=args.sample, temperature=args.temperature, seed=args.seed, device=args.device,
-        compute_dtype=args.compute_dtype,
-    )
+    cfg = _pipeline_config(args)
     log = (lambda msg: print(f"[cassandra] {msg}", file=sys.stderr)) if not args.quiet else None
     pipe = Pipeline(cfg, keep_reference=not args.no_check, progress=not args.quiet, log=log)
     summary = pipe.summary()
@@ -207,6 +198,56 @@ def _cmd_generate(args) -> int:
     return 1 if agg["lossless"] is False else 0
 
 
+def _add_pipeline_args(g: argparse.ArgumentParser) -> None:
+    g.add_argument("--model", default=None, help="a .gguf file or a Llama checkpoint folder (default SmolLM2-135M)")
+    g.add_argument("--gamma", type=int, default=5, help="draft length (default 5)")
+    g.add_argument("--prune", type=float, default=0.4, help="weight pruning ratio (default 0.4)")
+    g.add_argument("--truncate", type=int, default=4, help="weight mantissa bits truncated (default 4)")
+    g.add_argument("--kv-prune", type=float, default=0.0, help="KV pruning ratio per head vector (default 0)")
+    g.add_argument("--kv-truncate", type=int, default=4, help="KV mantissa bits truncated (default 4)")
+    g.add_argument("--exponent", choices=EXPONENT_CODINGS, default="unary", help="exponent coding (default unary)")
+    g.add_argument("--group-size", type=int, default=64, help="weight group size (default 64)")
+    g.add_argument("--selector", choices=("wanda", "magnitude"), default="wanda", help="weight selection (default wanda)")
+    g.add_argument("--sample", action="store_true", help="sample (rejection-sampling acceptance) instead of greedy")
+    g.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1.0)")
+    g.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    g.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    g.add_argument("--compute-dtype", choices=("float32", "float64"), default="float32",
+                   help="activation dtype (default float32)")
+    g.add_argument("--verify", choices=("sequential", "parallel"), default="sequential",
+                   help="verification rows one at a time (default: bit-identical to plain decoding on any "
+                        "hardware) or in one batched forward (faster on CPU)")
+
+
+def _pipeline_config(args):
+    from .pipeline import PipelineConfig
+
+    if args.gamma < 1:
+        raise ValueError(f"--gamma {args.gamma} must be >= 1")
+    for name in ("prune", "kv_prune"):
+        if not 0 <= getattr(args, name) <= 1:
+            raise ValueError(f"--{name.replace('_', '-')} {getattr(args, name)} is out of range [0, 1]")
+    return PipelineConfig(
+        model=args.model, gamma=args.gamma, prune=args.prune, truncate=args.truncate, kv_prune=args.kv_prune,
+        kv_truncate=args.kv_truncate, exponent=args.exponent, group_size=args.group_size, selector=args.selector,
+        sample=args.sample, temperature=args.temperature, seed=args.seed, device=args.device,
+        compute_dtype=args.compute_dtype, verify=args.verify,
+    )
+
+
+def _cmd_export_vectors(args) -> int:
+    from .pipeline import Pipeline
+    from .vectors import export_vectors
+
+    log = (lambda msg: print(f"[cassandra] {msg}", file=sys.stderr)) if not args.quiet else None
+    layers = [int(v) for v in args.layers.split(",")]
+    pipe = Pipeline(_pipeline_config(args), keep_reference=True, progress=not args.quiet, log=log)
+    manifest = export_vectors(pipe, args.out, layers=layers, tile_rows=args.rows, log=log)
+    data = json.loads(open(manifest).read())
+    print(f"Wrote {len(data['vectors'])} vectors and {manifest}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cassandra-sd",
@@ -229,27 +270,21 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--dataset", choices=("humaneval",), help="run dataset prompts instead of --prompt")
     g.add_argument("--limit", type=int, default=20, help="prompts from the dataset (default 20)")
     g.add_argument("--offset", type=int, default=0, help="first dataset prompt (default 0)")
-    g.add_argument("--model", default=None, help="a .gguf file or a Llama checkpoint folder (default SmolLM2-135M)")
-    g.add_argument("--gamma", type=int, default=5, help="draft length (default 5)")
-    g.add_argument("--prune", type=float, default=0.4, help="weight pruning ratio (default 0.4)")
-    g.add_argument("--truncate", type=int, default=4, help="weight mantissa bits truncated (default 4)")
-    g.add_argument("--kv-prune", type=float, default=0.0, help="KV pruning ratio per head vector (default 0)")
-    g.add_argument("--kv-truncate", type=int, default=4, help="KV mantissa bits truncated (default 4)")
-    g.add_argument("--exponent", choices=EXPONENT_CODINGS, default="unary", help="exponent coding (default unary)")
-    g.add_argument("--group-size", type=int, default=64, help="weight group size (default 64)")
-    g.add_argument("--selector", choices=("wanda", "magnitude"), default="wanda", help="weight selection (default wanda)")
-    g.add_argument("--sample", action="store_true", help="sample (rejection-sampling acceptance) instead of greedy")
-    g.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1.0)")
-    g.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    _add_pipeline_args(g)
     g.add_argument("--max-new-tokens", type=int, default=64, help="new tokens per prompt (default 64)")
-    g.add_argument("--device", default="cpu", help="cpu (default) or cuda")
-    g.add_argument("--compute-dtype", choices=("float32", "float64"), default="float32",
-                   help="activation dtype (default float32)")
     g.add_argument("--no-chat", action="store_true", help="do not apply the chat template to --prompt")
     g.add_argument("--no-check", action="store_true", help="skip plain BF16 decoding (the lossless check)")
     g.add_argument("--json", metavar="FILE", help="also write the metrics as JSON")
     g.add_argument("--quiet", action="store_true", help="no progress output")
     g.set_defaults(func=_cmd_generate)
+
+    e = sub.add_parser("export-vectors", help="write real weight and KV tiles with their streams and expected outputs")
+    e.add_argument("--out", default="build/vectors", help="output folder (default build/vectors)")
+    e.add_argument("--layers", default="0,15,29", help="decoder layers to take tiles from (default 0,15,29)")
+    e.add_argument("--rows", type=int, default=8, help="rows per weight tile (default 8)")
+    _add_pipeline_args(e)
+    e.add_argument("--quiet", action="store_true", help="no progress output")
+    e.set_defaults(func=_cmd_export_vectors)
     return parser
 
 

@@ -34,6 +34,7 @@ __all__ = [
     "DECODE_MODES",
     "encode",
     "decode",
+    "decode_bitmap",
     "unary_codebook",
     "bf16_bits",
     "bf16_from_bits",
@@ -447,6 +448,24 @@ def decode(encoded: EncodedTensor, mode: str = "full", *, superblocks: tuple[int
     return values.reshape(encoded.shape) if superblocks is None else values
 
 
+def decode_bitmap(encoded: EncodedTensor) -> torch.Tensor:
+    """The keep mask (bool, ``encoded.shape``) that the bitmap stream holds."""
+    if not isinstance(encoded, EncodedTensor):
+        raise TypeError(f"decode_bitmap() takes an EncodedTensor, got {type(encoded).__name__}")
+    return _read_bitmap(encoded, 0, encoded.num_superblocks, encoded.num_values).reshape(encoded.shape)
+
+
+def _read_bitmap(enc: EncodedTensor, start: int, stop: int, n: int) -> torch.Tensor:
+    """Keep bits of superblocks start..stop-1 (n values), flat."""
+    sb_values = enc.params.superblock_values
+    words, offs = _slice_stream(enc.streams["bitmap"], start, stop)
+    n_chunks = n // 8
+    chunk_sb = torch.arange(n_chunks, dtype=torch.int64) * 8 // sb_values
+    chunk_off = _field_offsets("bitmap", torch.full((n_chunks,), 8, dtype=torch.int64), chunk_sb, offs)
+    chunks = read_fields(words, chunk_off, 8)
+    return ((chunks.unsqueeze(1) >> torch.arange(8, dtype=torch.int64)) & 1).reshape(-1).bool()
+
+
 def _slice_stream(stream: PackedStream, start: int, stop: int):
     offsets = stream.superblock_offsets
     lo, hi = int(offsets[start]), int(offsets[stop])
@@ -463,13 +482,7 @@ def _decode_range(enc: EncodedTensor, mode: str, start: int, stop: int) -> torch
     n_groups = n // G
     m, t = p.mantissa_bits, p.truncated_bits
 
-    # bitmap
-    words, offs = _slice_stream(enc.streams["bitmap"], start, stop)
-    n_chunks = n // 8
-    chunk_sb = torch.arange(n_chunks, dtype=torch.int64) * 8 // sb_values
-    chunk_off = _field_offsets("bitmap", torch.full((n_chunks,), 8, dtype=torch.int64), chunk_sb, offs)
-    chunks = read_fields(words, chunk_off, 8)
-    keep = ((chunks.unsqueeze(1) >> torch.arange(8, dtype=torch.int64)) & 1).reshape(-1).bool()
+    keep = _read_bitmap(enc, start, stop, n)
     kept_idx = torch.nonzero(keep).reshape(-1)
     k_sb = kept_idx // sb_values
     num_kept = kept_idx.numel()

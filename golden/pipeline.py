@@ -39,6 +39,7 @@ class PipelineConfig:
     seed: int = 0
     device: str = "cpu"
     compute_dtype: str = "float32"
+    verify: str = "sequential"
     calibration_samples: int = 32
 
     def weight_params(self) -> FormatParams:
@@ -195,6 +196,7 @@ class Pipeline:
             draft_bytes=lambda ctx: self.weights.step_bytes("draft") + cache.step_bytes("draft"),
             verify_bytes=lambda n, ctx: self.weights.step_bytes("full", n) + cache.step_bytes("full"),
             plain_bytes=self.plain_bytes,
+            verify=cfg.verify,
         )
         plain = None
         if check:
@@ -209,6 +211,7 @@ class Pipeline:
                 sampler=Sampler(sample=cfg.sample, temperature=cfg.temperature, seed=cfg.seed),
                 eos_ids=eos,
             )
+        self.last_cache = cache
         return RunReport(prompt_tokens=len(prompt_ids), speculative=spec, plain=plain)
 
     def summary(self) -> dict:

@@ -23,7 +23,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-__all__ = ["GenerationResult", "generate_plain", "generate_speculative", "Sampler"]
+__all__ = ["GenerationResult", "generate_plain", "generate_speculative", "Sampler", "VERIFY_MODES"]
+
+VERIFY_MODES = ("sequential", "parallel")
 
 
 @dataclass
@@ -91,6 +93,25 @@ class Sampler:
         return float(torch.rand((), generator=self.generator, dtype=torch.float64))
 
 
+class _Verifier:
+    """Target logits for the verification rows, computed all at once
+    (``parallel``) or one row at a time on demand (``sequential``)."""
+
+    def __init__(self, model, weights, cache, tokens, start, mode):
+        self.model, self.weights, self.cache = model, weights, cache
+        self.tokens, self.start, self.mode = tokens, start, mode
+        self.rows = []
+        if mode == "parallel":
+            self.rows = list(model.forward(tokens, weights, cache, start=start, mode="full"))
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        while len(self.rows) <= i:
+            j = len(self.rows)
+            out = self.model.forward([self.tokens[j]], self.weights, self.cache, start=self.start + j, mode="full")
+            self.rows.append(out[-1])
+        return self.rows[i]
+
+
 def _finish(tokens: list[int], eos_ids, max_new_tokens: int) -> list[int]:
     out = tokens[:max_new_tokens]
     for i, t in enumerate(out):
@@ -138,8 +159,18 @@ def generate_speculative(
     draft_bytes=None,
     verify_bytes=None,
     plain_bytes=None,
+    verify: str = "sequential",
 ):
     """Speculative decoding; the draft and the target share ``cache``.
+
+    ``verify="parallel"`` scores the last token and the drafts in one forward,
+    as the hardware does. ``"sequential"`` (default) runs the same rows one
+    token at a time and stops at the first rejection: on a CPU, float32
+    matmul results depend on how many rows are multiplied together, and the
+    BF16 rounding of the KV cache can amplify that into a different argmax at
+    a near-tie; one row at a time is bitwise the computation plain decoding
+    does, so the output is identical to it. The bytes are counted as one
+    parallel verification either way.
 
     ``cache`` must serve ``read(layer, end, mode)`` in ``"draft"`` and ``"full"``
     modes and support ``truncate(length)``. ``draft_bytes(context)``,
@@ -148,6 +179,8 @@ def generate_speculative(
     """
     if gamma < 1:
         raise ValueError(f"gamma={gamma} must be >= 1")
+    if verify not in VERIFY_MODES:
+        raise ValueError(f"verify={verify!r} is not one of {VERIFY_MODES}")
     sampler = sampler or Sampler()
     start_time = time.perf_counter()
     result = GenerationResult(tokens=[])
@@ -173,7 +206,7 @@ def generate_speculative(
                     tok = int(torch.argmax(lg[-1]))
                 drafts.append(tok)
             cache.truncate(pos)
-            lg = model.forward([last, *drafts], target_weights, cache, start=pos, mode="full")
+            lg = _Verifier(model, target_weights, cache, [last, *drafts], pos, verify)
             result.target_forwards += 1
             if verify_bytes is not None:
                 result.verify_step_bytes.append(verify_bytes(g + 1, pos + g + 1))
