@@ -4,12 +4,15 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: help venv test stats clean distclean
+.PHONY: help venv test stats demo bench vectors clean distclean
 
 help:
 	@echo "make venv    - create .venv and install the project with its pinned dependencies"
 	@echo "make test    - run the pytest suite (tests/), including the exhaustive BF16 checks"
 	@echo "make stats   - bits/value table of the default SmolLM2-135M model (paper defaults)"
+	@echo "make demo    - speculative decoding of one prompt on SmolLM2-135M, metrics and lossless check"
+	@echo "make bench   - decode-speed benchmark (this forward pass vs transformers) -> reports/decode_speed.md"
+	@echo "make vectors - RTL test vectors from a real run -> build/vectors/"
 	@echo "make clean   - remove build outputs and caches (keeps .venv)"
 	@echo "make distclean - clean, and remove .venv"
 
@@ -31,6 +34,15 @@ test: $(STAMP)
 
 stats: $(STAMP)
 	$(VENV)/bin/cassandra-sd stats
+
+demo: $(STAMP)
+	$(VENV)/bin/cassandra-sd generate --prompt "Write a Python function that returns the n-th Fibonacci number." --max-new-tokens 48
+
+bench: $(STAMP)
+	$(PY) -m golden.bench --out reports/decode_speed.md
+
+vectors: $(STAMP)
+	$(VENV)/bin/cassandra-sd export-vectors --out build/vectors
 
 clean:
 	rm -rf build reports .pytest_cache .hypothesis

@@ -56,8 +56,8 @@ class Calibration:
 
 
 class _RecordingCache(DenseKVCache):
-    def __init__(self, config, max_len, counts):
-        super().__init__(config, max_len, dtype=torch.bfloat16)
+    def __init__(self, config, max_len, counts, device):
+        super().__init__(config, max_len, dtype=torch.bfloat16, device=device)
         self.counts = counts
 
     def write(self, layer, start, k, v, mode="full"):
@@ -86,7 +86,7 @@ def calibrate(model: Llama, weights, tokenizer, texts, *, max_tokens_per_sample:
     with torch.inference_mode():
         for text in texts:
             ids = tokenizer.encode(text)[:max_tokens_per_sample]
-            cache = _RecordingCache(config, len(ids), counts)
+            cache = _RecordingCache(config, len(ids), counts, model.device)
             model.forward(ids, weights, cache, start=0, hooks=hook)
             tokens += len(ids)
     norms = {name: s.sqrt().to(torch.float32) for name, s in sums.items()}

@@ -206,10 +206,10 @@ def generate_speculative(
                     tok = int(torch.argmax(lg[-1]))
                 drafts.append(tok)
             cache.truncate(pos)
+            if verify_bytes is not None:  # counted before the rows are written, the same for both verify modes
+                result.verify_step_bytes.append(verify_bytes(g + 1, pos + g + 1))
             lg = _Verifier(model, target_weights, cache, [last, *drafts], pos, verify)
             result.target_forwards += 1
-            if verify_bytes is not None:
-                result.verify_step_bytes.append(verify_bytes(g + 1, pos + g + 1))
             accepted = 0
             correction = None
             for i in range(g):

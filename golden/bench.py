@@ -1,0 +1,124 @@
+"""Decode-speed benchmark: this project's forward pass against transformers' generate.
+
+Plain greedy decoding of the model (default SmolLM2-135M), batch 1, a prompt of
+``prompt_tokens`` tokens and ``new_tokens`` generated (so the context grows to
+``prompt_tokens + new_tokens``), timed after a warm-up, on the CPU threads torch
+is given. Written to a Markdown report by ``make bench``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from .llama import DenseKVCache, Llama, dense_weights, load_checkpoint
+
+__all__ = ["bench_decode", "main"]
+
+
+def _ours(model, weights, config, prompt, new_tokens) -> tuple[float, list[int]]:
+    cache = DenseKVCache(config, len(prompt) + new_tokens + 1)
+    with torch.inference_mode():
+        logits = model.forward(prompt, weights, cache, start=0)
+        tok = int(logits[-1].argmax())
+        out = [tok]
+        start = time.perf_counter()
+        pos = len(prompt)
+        for _ in range(new_tokens - 1):
+            logits = model.forward([tok], weights, cache, start=pos)
+            pos += 1
+            tok = int(logits[-1].argmax())
+            out.append(tok)
+        elapsed = time.perf_counter() - start
+    return (new_tokens - 1) / elapsed, out
+
+
+def _transformers(config, checkpoint, prompt, new_tokens) -> tuple[float, list[int], str]:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import transformers
+    from transformers import LlamaConfig as HFConfig
+    from transformers import LlamaForCausalLM
+
+    model = LlamaForCausalLM(HFConfig(**config.to_hf())).eval()
+    model.load_state_dict({k: v.float() for k, v in checkpoint.items()}, strict=False)
+    if config.tie_word_embeddings:
+        model.tie_weights()
+    ids = torch.tensor([prompt])
+    kwargs = dict(do_sample=False, eos_token_id=None, pad_token_id=0)
+    with torch.inference_mode():
+        model.generate(ids, max_new_tokens=4, **kwargs)  # warm-up
+        t1 = time.perf_counter()
+        model.generate(ids, max_new_tokens=1, min_new_tokens=1, **kwargs)
+        prefill = time.perf_counter() - t1
+        start = time.perf_counter()
+        out = model.generate(ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens, **kwargs)
+        elapsed = time.perf_counter() - start - prefill
+    return (new_tokens - 1) / elapsed, out[0, len(prompt):].tolist(), transformers.__version__
+
+
+def bench_decode(model_path=None, *, prompt_tokens: int = 128, new_tokens: int = 128, seed: int = 0) -> dict:
+    config, checkpoint = load_checkpoint(model_path)
+    model = Llama(config)
+    weights = dense_weights(checkpoint)
+    g = torch.Generator().manual_seed(seed)
+    prompt = torch.randint(0, config.vocab_size, (prompt_tokens,), generator=g).tolist()
+    _ours(model, weights, config, prompt, 4)  # warm-up
+    ours_tps, ours_tokens = _ours(model, weights, config, prompt, new_tokens)
+    hf_tps, hf_tokens, hf_version = _transformers(config, checkpoint, prompt, new_tokens)
+    return {
+        "model": str(model_path or "SmolLM2-135M-Instruct (Q4_1 GGUF -> BF16)"),
+        "prompt_tokens": prompt_tokens,
+        "new_tokens": new_tokens,
+        "context": prompt_tokens + new_tokens,
+        "ours_tokens_per_s": ours_tps,
+        "transformers_tokens_per_s": hf_tps,
+        "transformers_version": hf_version,
+        "same_tokens": ours_tokens == hf_tokens,
+        "threads": torch.get_num_threads(),
+        "cpu": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+    }
+
+
+def report_markdown(r: dict) -> str:
+    return "\n".join(
+        [
+            "# Decode speed (plain greedy decoding, batch 1)",
+            "",
+            f"Model: {r['model']}; prompt {r['prompt_tokens']} tokens, {r['new_tokens']} generated "
+            f"(context up to {r['context']}); torch {r['torch']} on {r['threads']} CPU threads ({r['cpu']}).",
+            "",
+            "| implementation | tokens/s |",
+            "|---|---:|",
+            f"| golden/llama.py (this project) | {r['ours_tokens_per_s']:.1f} |",
+            f"| transformers {r['transformers_version']} `generate` | {r['transformers_tokens_per_s']:.1f} |",
+            "",
+            f"Same greedy tokens from both: {'yes' if r['same_tokens'] else 'no'} (float32 activations, BF16 weights; "
+            "this project's KV cache is BF16, transformers' float32, so a near-tie may differ).",
+            "Target: at least 15 tokens/s for this project's forward pass at a 256-token context.",
+            "",
+        ]
+    )
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--out", default="reports/decode_speed.md")
+    args = parser.parse_args(argv)
+    result = bench_decode(args.model)
+    text = report_markdown(result)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
