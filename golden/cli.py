@@ -212,8 +212,8 @@ def _add_pipeline_args(g: argparse.ArgumentParser) -> None:
     g.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1.0)")
     g.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     g.add_argument("--device", default="cpu", help="cpu (default) or cuda")
-    g.add_argument("--compute-dtype", choices=("float32", "float64"), default="float32",
-                   help="activation dtype (default float32)")
+    g.add_argument("--compute-dtype", choices=("float32", "float64", "bfloat16"), default="float32",
+                   help="activation dtype (default float32; bfloat16 runs the model natively in BF16)")
     g.add_argument("--verify", choices=("sequential", "parallel"), default="sequential",
                    help="verification rows one at a time (default: bit-identical to plain decoding on any "
                         "hardware) or in one batched forward (faster on CPU)")

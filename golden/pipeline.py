@@ -18,7 +18,9 @@ from .llama import DenseKVCache, Llama, dense_weights, load_checkpoint
 from .params import FormatParams
 from .speculative import GenerationResult, Sampler, generate_plain, generate_speculative
 
-__all__ = ["PipelineConfig", "Pipeline", "RunReport"]
+__all__ = ["PipelineConfig", "Pipeline", "RunReport", "COMPUTE_DTYPES"]
+
+COMPUTE_DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}
 
 
 @dataclass
@@ -113,9 +115,9 @@ class Pipeline:
 
         self.config = config
         self.log = log or (lambda msg: None)
-        dtype = {"float32": torch.float32, "float64": torch.float64}.get(config.compute_dtype)
+        dtype = COMPUTE_DTYPES.get(config.compute_dtype)
         if dtype is None:
-            raise ValueError(f"compute_dtype={config.compute_dtype!r} must be 'float32' or 'float64'")
+            raise ValueError(f"compute_dtype={config.compute_dtype!r} is not one of {tuple(COMPUTE_DTYPES)}")
         if config.device.startswith("cuda") and not torch.cuda.is_available():
             raise ValueError(f"device={config.device!r} asked for, but torch sees no CUDA GPU")
         weight_params = config.weight_params()

@@ -141,13 +141,18 @@ def test_tiny_model_sampling_distribution(tiny):
     assert tv < 0.05, tv
 
 
-def test_tiny_model_greedy_lossless(tiny):
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_tiny_model_greedy_lossless(tiny, dtype):
     config, ckpt, weights = tiny
-    model = Llama(config)
-    plain = generate_plain(model, dense_weights(ckpt), DenseKVCache(config, 64), [3, 9, 27], 40)
+    model = Llama(config, compute_dtype=dtype)
+    draft = {k: v.to(dtype) for k, v in weights.view("draft").items()}
+    target = {k: v.to(dtype) for k, v in weights.view("full").items()}
+    plain = generate_plain(model, dense_weights(ckpt, dtype=dtype), DenseKVCache(config, 64), [3, 9, 27], 40)
     for gamma in (1, 3, 5):
-        spec = generate_speculative(
-            model, weights.view("draft"), weights.view("full"), DenseKVCache(config, 64), [3, 9, 27], 40, gamma=gamma
-        )
-        assert spec.tokens == plain.tokens
-        assert spec.proposed > 0 and 0 <= spec.alpha <= 1 and spec.tau >= 1
+        for verify in ("sequential", "parallel"):
+            spec = generate_speculative(
+                model, draft, target, DenseKVCache(config, 64), [3, 9, 27], 40, gamma=gamma, verify=verify
+            )
+            if verify == "sequential":  # bitwise the plain computation
+                assert spec.tokens == plain.tokens
+            assert spec.proposed > 0 and 0 <= spec.alpha <= 1 and spec.tau >= 1
