@@ -23,7 +23,6 @@ from .params import (
     BF16_BITS,
     MX_ESCAPE_BITS,
     SPECULATION_STREAMS,
-    STREAM_NAMES,
     VERIFICATION_STREAMS,
     FormatParams,
 )

@@ -28,7 +28,6 @@ def test_weights_live_only_in_cassandra_format(pipe):
     assert set(w.raw) == {n for n in w.raw if n.endswith("norm.weight")}  # only RMSNorm weights stay BF16
     name = "model.layers.3.mlp.down_proj.weight"
     data = w.containers[name]
-    spec = EncodedTensor.from_bytes(data, part="speculation")
     prefix = len(data) - sum(spec_len for spec_len in _verification_lengths(data))
     draft_from_prefix = decode(EncodedTensor.from_bytes(data[:prefix], part="speculation"), "draft")
     assert torch.equal(bf16_bits(draft_from_prefix).float(), bf16_bits(pipe.draft_weights[name].to(torch.bfloat16)).float())

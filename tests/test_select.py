@@ -6,7 +6,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from golden import activation_l2_norm, bf16_bits, bf16_from_bits, magnitude_topk_mask, wanda_topk_mask
+from golden import activation_l2_norm, bf16_from_bits, magnitude_topk_mask, wanda_topk_mask
 
 
 def _ref_magnitude(bits_row, keep):

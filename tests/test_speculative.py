@@ -78,7 +78,6 @@ def test_sampling_acceptance_matches_target_distribution():
 
 
 def test_greedy_acceptance_counts():
-    V = 4
     target = torch.tensor([[0, 5, 0, 0], [0, 0, 5, 0], [5, 0, 0, 0], [0, 0, 0, 5]] * 3, dtype=torch.float32)
     draft = target.clone()
     draft[3] = torch.tensor([5.0, 0, 0, 0])  # the draft is wrong at position 3 only

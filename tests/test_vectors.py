@@ -50,7 +50,7 @@ def test_export_vectors_tiny(tmp_path):
             draft_rows = bf16_bits(pipe.draft_weights[name][:4].to(torch.bfloat16)).numpy()
             assert np.array_equal(v["draft"], draft_rows)
         else:
-            layer, (lo, hi) = entry["source"]["layer"], entry["source"]["positions"]
+            layer, (_, hi) = entry["source"]["layer"], entry["source"]["positions"]
             heads = pipe.model_config.num_key_value_heads
             k, val = pipe.last_cache.read(layer, hi, "draft")
             served = torch.stack([k, val]).permute(0, 2, 1, 3).reshape(-1, 16)
