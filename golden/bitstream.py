@@ -63,11 +63,28 @@ class PackedStream:
         )
 
 
-def _exclusive_cumsum(values: torch.Tensor) -> torch.Tensor:
+def exclusive_cumsum(values: torch.Tensor) -> torch.Tensor:
+    """``out[i] = values[0] + ... + values[i-1]`` (``out[0] = 0``)."""
     out = torch.zeros_like(values)
     if values.numel() > 1:
         torch.cumsum(values[:-1], 0, out=out[1:])
     return out
+
+
+def bits_per_superblock(widths: torch.Tensor, superblock: torch.Tensor, num_superblocks: int) -> torch.Tensor:
+    """Payload bits each superblock's fields take in a stream."""
+    bits = torch.zeros(num_superblocks, dtype=torch.int64)
+    bits.index_add_(0, superblock, widths)
+    return bits
+
+
+def field_offsets(
+    widths: torch.Tensor, superblock: torch.Tensor, sb_offsets: torch.Tensor, bits_per_sb: torch.Tensor
+) -> torch.Tensor:
+    """Absolute bit offset of every field: the start of its superblock's part
+    (``sb_offsets`` in 64-bit words) plus the bits before it in that superblock."""
+    within = exclusive_cumsum(widths) - exclusive_cumsum(bits_per_sb)[superblock]
+    return sb_offsets[superblock] * 64 + within
 
 
 def pack_fields(
@@ -95,14 +112,11 @@ def pack_fields(
     values = values.to(torch.int64)
     widths = widths.to(torch.int64)
     superblock = superblock.to(torch.int64)
-    bits_per_sb = torch.zeros(num_superblocks, dtype=torch.int64)
-    bits_per_sb.index_add_(0, superblock, widths)
+    bits_per_sb = bits_per_superblock(widths, superblock, num_superblocks)
     words64_per_sb = (bits_per_sb + STREAM_ALIGN_BITS - 1) // STREAM_ALIGN_BITS
     sb_offsets = torch.zeros(num_superblocks + 1, dtype=torch.int64)
     torch.cumsum(words64_per_sb, 0, out=sb_offsets[1:])
-    # offset = start of the field's superblock + bits before it in that superblock
-    within = _exclusive_cumsum(widths) - _exclusive_cumsum(bits_per_sb)[superblock]
-    offsets = sb_offsets[superblock] * 64 + within
+    offsets = field_offsets(widths, superblock, sb_offsets, bits_per_sb)
     total_words32 = int(sb_offsets[-1]) * 2
     words = torch.zeros(total_words32 + 2, dtype=torch.int64)
     word_index = offsets >> 5

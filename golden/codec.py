@@ -18,7 +18,15 @@ from dataclasses import dataclass
 
 import torch
 
-from .bitstream import PackedStream, bits_of_words, pack_fields, read_fields
+from .bitstream import (
+    PackedStream,
+    bits_of_words,
+    bits_per_superblock,
+    exclusive_cumsum,
+    field_offsets,
+    pack_fields,
+    read_fields,
+)
 from .params import (
     BF16_BITS,
     MX_ESCAPE_BITS,
@@ -229,17 +237,10 @@ def unary_codebook(exponents: torch.Tensor, params: FormatParams) -> torch.Tenso
 # ---------------------------------------------------------------------------
 # Shared index bookkeeping (used by encode and decode alike)
 # ---------------------------------------------------------------------------
-def _exclusive_cumsum(values: torch.Tensor) -> torch.Tensor:
-    out = torch.zeros_like(values)
-    if values.numel() > 1:
-        torch.cumsum(values[:-1], 0, out=out[1:])
-    return out
-
-
 def _kept_rank_in_group(kept_group: torch.Tensor, num_groups: int) -> tuple[torch.Tensor, torch.Tensor]:
     """For kept values in stream order: rank within their group, and kept count per group."""
     per_group = torch.bincount(kept_group, minlength=num_groups)
-    rank = torch.arange(kept_group.numel(), dtype=torch.int64) - _exclusive_cumsum(per_group)[kept_group]
+    rank = torch.arange(kept_group.numel(), dtype=torch.int64) - exclusive_cumsum(per_group)[kept_group]
     return rank, per_group
 
 
@@ -250,7 +251,7 @@ def _mx_blocks(kept_group: torch.Tensor, num_groups: int, block: int):
     """
     rank, per_group = _kept_rank_in_group(kept_group, num_groups)
     blocks_per_group = (per_group + block - 1) // block
-    first_block = _exclusive_cumsum(blocks_per_group)
+    first_block = exclusive_cumsum(blocks_per_group)
     block_index = first_block[kept_group] + rank // block
     block_group = torch.repeat_interleave(torch.arange(num_groups, dtype=torch.int64), blocks_per_group)
     return block_index, block_group
@@ -261,23 +262,16 @@ def _field_offsets(
     widths: torch.Tensor,
     superblock: torch.Tensor,
     sb_offsets: torch.Tensor,
-    *,
-    exact_padding: bool = True,
 ) -> torch.Tensor:
     """Absolute bit offsets of fields laid out as pack_fields lays them out.
 
-    Raises CassandraFormatError when a superblock's fields do not fit in its
-    part of the stream (truncated or corrupted), or (``exact_padding``) when
-    the part is longer than the fields padded to 64 bits.
+    Raises CassandraFormatError when a superblock's part of the stream is not
+    exactly its fields padded to 64 bits (truncated or corrupted data).
     """
-    n_sb = sb_offsets.numel() - 1
-    bits_per_sb = torch.zeros(n_sb, dtype=torch.int64)
-    bits_per_sb.index_add_(0, superblock, widths)
+    bits_per_sb = bits_per_superblock(widths, superblock, sb_offsets.numel() - 1)
     region_words = sb_offsets[1:] - sb_offsets[:-1]
     needed_words = (bits_per_sb + 63) // 64
-    bad = needed_words > region_words
-    if exact_padding:
-        bad = bad | (needed_words != region_words)
+    bad = needed_words != region_words
     if bool(bad.any()):
         sb = int(torch.nonzero(bad)[0])
         raise CassandraFormatError(
@@ -285,8 +279,7 @@ def _field_offsets(
             f"({int(needed_words[sb])} 64-bit words) but the stream holds {int(region_words[sb])} words "
             "there: the stream is truncated or corrupted"
         )
-    within = _exclusive_cumsum(widths) - _exclusive_cumsum(bits_per_sb)[superblock]
-    return sb_offsets[superblock] * 64 + within
+    return field_offsets(widths, superblock, sb_offsets, bits_per_sb)
 
 
 # ---------------------------------------------------------------------------
@@ -572,7 +565,7 @@ def _decode_unary(words, offs, k_sb, n_sb, codebook, p: FormatParams) -> torch.T
     length = torch.where(zeros < L, zeros + 1, L + 8)
     jump = torch.cat([torch.clamp(positions + length, max=nbits), torch.tensor([nbits])])
     kept_per_sb = torch.bincount(k_sb, minlength=n_sb)
-    rank = torch.arange(k_sb.numel(), dtype=torch.int64) - _exclusive_cumsum(kept_per_sb)[k_sb]
+    rank = torch.arange(k_sb.numel(), dtype=torch.int64) - exclusive_cumsum(kept_per_sb)[k_sb]
     pos = offs[:-1][k_sb] * 64
     step = 0
     max_rank = int(rank.max()) if rank.numel() else 0
