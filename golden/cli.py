@@ -7,7 +7,7 @@ import json
 import sys
 import time
 
-from .params import EXPONENT_CODINGS, FormatParams
+from .params import EXPONENT_CODINGS, FormatParams, mantissa_bits_kept
 
 __all__ = ["main"]
 
@@ -23,11 +23,9 @@ def _add_format_args(p: argparse.ArgumentParser) -> None:
 
 
 def _params(args) -> FormatParams:
-    if not 0 <= args.truncate <= 7:
-        raise ValueError(f"--truncate {args.truncate} is out of range: BF16 has 7 mantissa bits (0..7)")
     return FormatParams(
         group_size=args.group_size,
-        mantissa_bits=7 - args.truncate,
+        mantissa_bits=mantissa_bits_kept(args.truncate, label=f"--truncate {args.truncate}"),
         exponent_coding=args.exponent,
         mx_block_size=args.mx_block,
         unary_max_code_length=args.unary_max,

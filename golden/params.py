@@ -21,6 +21,7 @@ __all__ = [
     "VERIFICATION_STREAMS",
     "STREAM_ALIGN_BITS",
     "keep_count",
+    "mantissa_bits_kept",
 ]
 
 BF16_BITS = 16
@@ -137,6 +138,17 @@ class FormatParams:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+def mantissa_bits_kept(truncated_bits: int, *, label: str | None = None) -> int:
+    """``m = 7 - truncated_bits``, for interfaces that speak of bits truncated.
+
+    ``label`` names the value in the error (default ``truncated_bits=N``).
+    """
+    if isinstance(truncated_bits, bool) or not isinstance(truncated_bits, int) or not 0 <= truncated_bits <= 7:
+        label = label or f"truncated_bits={truncated_bits!r}"
+        raise ValueError(f"{label} is out of range: BF16 has {BF16_MANTISSA_BITS} mantissa bits (0..7)")
+    return BF16_MANTISSA_BITS - truncated_bits
 
 
 def keep_count(group_size: int, prune_ratio: float) -> int:

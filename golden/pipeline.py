@@ -15,7 +15,7 @@ import torch
 from .calibration_data import CALIBRATION_TEXTS
 from .cassandra_model import CassandraKVCache, CassandraWeights, calibrate, kv_codebooks
 from .llama import DenseKVCache, Llama, dense_weights, load_checkpoint
-from .params import FormatParams
+from .params import FormatParams, mantissa_bits_kept
 from .speculative import GenerationResult, Sampler, generate_plain, generate_speculative
 
 __all__ = ["PipelineConfig", "Pipeline", "RunReport", "COMPUTE_DTYPES"]
@@ -45,19 +45,12 @@ class PipelineConfig:
     calibration_samples: int = 32
 
     def weight_params(self) -> FormatParams:
-        _check_truncate("truncate", self.truncate)
-        return FormatParams(group_size=self.group_size, mantissa_bits=7 - self.truncate, exponent_coding=self.exponent)
+        m = mantissa_bits_kept(self.truncate, label=f"truncate={self.truncate!r}")
+        return FormatParams(group_size=self.group_size, mantissa_bits=m, exponent_coding=self.exponent)
 
     def kv_params(self, head_dim: int) -> FormatParams:
-        _check_truncate("kv_truncate", self.kv_truncate)
-        return FormatParams(
-            group_size=head_dim, mantissa_bits=7 - self.kv_truncate, exponent_coding=self.exponent, superblock_groups=1
-        )
-
-
-def _check_truncate(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 7:
-        raise ValueError(f"{name}={value!r} is out of range: BF16 has 7 mantissa bits (0..7)")
+        m = mantissa_bits_kept(self.kv_truncate, label=f"kv_truncate={self.kv_truncate!r}")
+        return FormatParams(group_size=head_dim, mantissa_bits=m, exponent_coding=self.exponent, superblock_groups=1)
 
 
 @dataclass
