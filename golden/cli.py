@@ -93,24 +93,20 @@ def _fmt_bytes(n: float) -> str:
 
 
 def _aggregate(reports) -> dict:
-    spec = [r.speculative for r in reports]
-    proposed = sum(s.proposed for s in spec)
-    accepted = sum(s.accepted for s in spec)
-    forwards = sum(s.target_forwards for s in spec)
-    draft_b = [b for s in spec for b in s.draft_step_bytes]
-    verify_b = [b for s in spec for b in s.verify_step_bytes]
-    plain_b = [b for s in spec for b in s.plain_step_bytes]
+    from .speculative import GenerationResult
+
+    s = GenerationResult.combine(r.speculative for r in reports)
     checked = [r.lossless for r in reports if r.lossless is not None]
     return {
         "prompts": len(reports),
-        "new_tokens": sum(len(s.tokens) for s in spec),
-        "alpha": accepted / proposed if proposed else 0.0,
-        "tau": (accepted + forwards) / forwards if forwards else 0.0,
-        "draft_step_bytes": sum(draft_b) / len(draft_b) if draft_b else 0.0,
-        "verify_step_bytes": sum(verify_b) / len(verify_b) if verify_b else 0.0,
-        "plain_step_bytes": sum(plain_b) / len(plain_b) if plain_b else 0.0,
-        "bytes_speedup": sum(plain_b) / (sum(draft_b) + sum(verify_b)) if draft_b or verify_b else 0.0,
-        "wall_seconds": sum(s.wall_seconds for s in spec),
+        "new_tokens": len(s.tokens),
+        "alpha": s.alpha,
+        "tau": s.tau,
+        "draft_step_bytes": s.mean_draft_bytes,
+        "verify_step_bytes": s.mean_verify_bytes,
+        "plain_step_bytes": s.mean_plain_bytes,
+        "bytes_speedup": s.bytes_speedup,
+        "wall_seconds": s.wall_seconds,
         "plain_wall_seconds": sum(r.plain.wall_seconds for r in reports if r.plain is not None),
         "lossless": (all(checked) if checked else None),
         "lossless_checked": len(checked),

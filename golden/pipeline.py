@@ -80,7 +80,7 @@ class RunReport:
             "draft_forwards": s.draft_forwards,
             "draft_step_bytes": s.mean_draft_bytes,
             "verify_step_bytes": s.mean_verify_bytes,
-            "plain_step_bytes": (sum(s.plain_step_bytes) / len(s.plain_step_bytes)) if s.plain_step_bytes else 0.0,
+            "plain_step_bytes": s.mean_plain_bytes,
             "bytes_speedup": s.bytes_speedup,
             "wall_seconds": s.wall_seconds,
         }

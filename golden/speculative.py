@@ -52,13 +52,37 @@ class GenerationResult:
         """Mean tokens committed per target (verification) forward."""
         return (self.accepted + self.target_forwards) / self.target_forwards if self.target_forwards else 0.0
 
+    @staticmethod
+    def _mean(values: list[int]) -> float:
+        return sum(values) / len(values) if values else 0.0
+
     @property
     def mean_draft_bytes(self) -> float:
-        return sum(self.draft_step_bytes) / len(self.draft_step_bytes) if self.draft_step_bytes else 0.0
+        return self._mean(self.draft_step_bytes)
 
     @property
     def mean_verify_bytes(self) -> float:
-        return sum(self.verify_step_bytes) / len(self.verify_step_bytes) if self.verify_step_bytes else 0.0
+        return self._mean(self.verify_step_bytes)
+
+    @property
+    def mean_plain_bytes(self) -> float:
+        return self._mean(self.plain_step_bytes)
+
+    @classmethod
+    def combine(cls, results) -> "GenerationResult":
+        """Several runs as one (tokens concatenated, counts and steps pooled)."""
+        out = cls(tokens=[])
+        for r in results:
+            out.tokens += r.tokens
+            out.wall_seconds += r.wall_seconds
+            out.target_forwards += r.target_forwards
+            out.draft_forwards += r.draft_forwards
+            out.proposed += r.proposed
+            out.accepted += r.accepted
+            out.draft_step_bytes += r.draft_step_bytes
+            out.verify_step_bytes += r.verify_step_bytes
+            out.plain_step_bytes += r.plain_step_bytes
+        return out
 
     @property
     def bytes_speedup(self) -> float:
