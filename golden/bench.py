@@ -9,7 +9,6 @@ is given. Written to a Markdown report by ``make bench``.
 from __future__ import annotations
 
 import argparse
-import os
 import platform
 import sys
 import time
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from .llama import DenseKVCache, Llama, dense_weights, load_checkpoint
+from .llama import DenseKVCache, Llama, dense_weights, load_checkpoint, transformers_model
 
 __all__ = ["bench_decode", "main"]
 
@@ -40,16 +39,9 @@ def _ours(model, weights, config, prompt, new_tokens) -> tuple[float, list[int]]
 
 
 def _transformers(config, checkpoint, prompt, new_tokens, dtype) -> tuple[float, list[int], str]:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import transformers
-    from transformers import LlamaConfig as HFConfig
-    from transformers import LlamaForCausalLM
 
-    model = LlamaForCausalLM(HFConfig(**config.to_hf())).eval()
-    model.load_state_dict({k: v.float() for k, v in checkpoint.items()}, strict=False)
-    if config.tie_word_embeddings:
-        model.tie_weights()
-    model = model.to(dtype)
+    model = transformers_model(config, checkpoint).to(dtype)
     ids = torch.tensor([prompt])
     kwargs = dict(do_sample=False, eos_token_id=None, pad_token_id=0)
     with torch.inference_mode():

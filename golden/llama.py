@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from .model_files import default_model_path, iter_model_tensors
 
-__all__ = ["LlamaConfig", "load_checkpoint", "Llama", "DenseKVCache", "dense_weights", "weight_names", "LINEAR_SUFFIXES"]
+__all__ = ["LlamaConfig", "load_checkpoint", "Llama", "DenseKVCache", "dense_weights", "transformers_model", "weight_names", "LINEAR_SUFFIXES"]
 
 #: Linear weights of one decoder layer, Hugging Face names below ``model.layers.N.``.
 LINEAR_SUFFIXES = (
@@ -344,6 +344,29 @@ class Llama:
         h = self._norm(h, weights["model.norm.weight"])
         head = "model.embed_tokens.weight" if c.tie_word_embeddings else "lm_head.weight"
         return linear(head, h).float()
+
+
+def transformers_model(config: LlamaConfig, checkpoint: dict):
+    """The same weights in transformers' ``LlamaForCausalLM`` (float32, eval mode):
+    the reference for the parity tests and the speed benchmark. Needs the
+    test-only ``transformers`` package; runs offline."""
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from transformers import LlamaConfig as HFConfig
+    from transformers import LlamaForCausalLM
+
+    model = LlamaForCausalLM(HFConfig(**config.to_hf())).eval()
+    result = model.load_state_dict({name: t.float() for name, t in checkpoint.items()}, strict=False)
+    expected_missing = ["lm_head.weight"] if config.tie_word_embeddings else []
+    if result.unexpected_keys or result.missing_keys != expected_missing:
+        raise ValueError(
+            f"checkpoint does not fit LlamaForCausalLM: unexpected {result.unexpected_keys}, "
+            f"missing {result.missing_keys}"
+        )
+    if config.tie_word_embeddings:
+        model.tie_weights()
+    return model
 
 
 def dense_weights(weights: dict[str, torch.Tensor], *, device="cpu", dtype=torch.float32) -> dict[str, torch.Tensor]:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from golden.llama import DenseKVCache, Llama, LlamaConfig, dense_weights, load_checkpoint
+from golden.llama import DenseKVCache, Llama, LlamaConfig, dense_weights, load_checkpoint, transformers_model
 from golden.speculative import generate_plain
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -17,17 +17,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def _hf_model(config: LlamaConfig, checkpoint: dict):
-    from transformers import LlamaConfig as HFConfig
-    from transformers import LlamaForCausalLM
-
-    model = LlamaForCausalLM(HFConfig(**config.to_hf())).eval()
-    state = {name: t.float() for name, t in checkpoint.items()}
-    result = model.load_state_dict(state, strict=False)
-    assert result.unexpected_keys == []
-    assert result.missing_keys == (["lm_head.weight"] if config.tie_word_embeddings else [])
+    model = transformers_model(config, checkpoint)
     if config.tie_word_embeddings:
-        model.tie_weights()
-        assert torch.equal(model.lm_head.weight, state["model.embed_tokens.weight"])
+        assert torch.equal(model.lm_head.weight, checkpoint["model.embed_tokens.weight"].float())
     return model
 
 
