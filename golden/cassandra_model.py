@@ -168,6 +168,7 @@ class CassandraWeights:
             self.numel[name] = w.numel()
         self.encode_seconds = time.perf_counter() - start
         self._views: dict[str, dict] = {}
+        self._full_head: torch.Tensor | None = None
 
     @property
     def head_name(self) -> str:
@@ -184,18 +185,26 @@ class CassandraWeights:
         if mode not in self._views:
             out = {}
             for name in self.containers:
-                out[name] = decode(self.encoded(name, mode), mode).to(device=self.device, dtype=self.compute_dtype)
+                if mode == "full" and name == self.head_name and self.config.tie_word_embeddings:
+                    out[name] = self._embedding_rows()
+                else:
+                    out[name] = self._decoded(name, mode)
             for name, t in self.raw.items():
                 out[name] = t.to(device=self.device, dtype=self.compute_dtype)
             if self.config.tie_word_embeddings:
-                # token embedding rows come from the full decode of the (tied) head
-                head = out[self.head_name]
-                if mode == "draft":
-                    full_head = decode(self.encoded(self.head_name, "full"), "full")
-                    head = full_head.to(device=self.device, dtype=self.compute_dtype)
-                out = _TiedView(out, head)
+                # token embedding rows come from the full decode of the (tied) head, for both readers
+                out = _TiedView(out, self._embedding_rows())
             self._views[mode] = out
         return self._views[mode]
+
+    def _decoded(self, name: str, mode: str) -> torch.Tensor:
+        return decode(self.encoded(name, mode), mode).to(device=self.device, dtype=self.compute_dtype)
+
+    def _embedding_rows(self) -> torch.Tensor:
+        """Full decode of the tied head, made once and shared by both views."""
+        if self._full_head is None:
+            self._full_head = self._decoded(self.head_name, "full")
+        return self._full_head
 
     def step_bytes(self, mode: str, tokens: int = 1) -> int:
         """Bytes of weights one forward reads: encoded tensors (speculation, or
