@@ -1,0 +1,63 @@
+"""Definitions shared by the Cassandra encoder and decoder RTL.
+
+The format's own parameters come from :class:`golden.params.FormatParams` (one
+definition for golden/, hw/ and sim/); this module adds only what is about the
+hardware: the BF16 field layout, the command layout, and the checks of the
+hardware parameters (lanes, memory word width).
+"""
+
+from __future__ import annotations
+
+from amaranth.lib import data
+
+from golden.params import (
+    BF16_BITS,
+    BF16_EXPONENT_BITS,
+    BF16_MANTISSA_BITS,
+    STREAM_ALIGN_BITS,
+    FormatParams,
+)
+
+__all__ = [
+    "BF16_LAYOUT",
+    "WORD_BITS_CHOICES",
+    "COMMAND_GROUP_BITS",
+    "check_hardware_params",
+]
+
+#: One BF16 value, least significant field first (mantissa 7, exponent 8, sign 1).
+BF16_LAYOUT = data.StructLayout({
+    "mantissa": BF16_MANTISSA_BITS,
+    "exponent": BF16_EXPONENT_BITS,
+    "sign": 1,
+})
+assert BF16_LAYOUT.size == BF16_BITS
+
+#: Memory word widths a stream port may have. Every one divides or is a multiple of
+#: the 64-bit superblock alignment, so the bit numbering of docs/FORMAT.md section 4
+#: is the same on any of them.
+WORD_BITS_CHOICES = (32, 64, 128, 256)
+
+#: Width of the group count in a command: up to 2**32 - 1 groups per command.
+COMMAND_GROUP_BITS = 32
+
+
+def check_hardware_params(params: FormatParams, *, lanes: int, word_bits: int) -> None:
+    """Raise ``ValueError`` naming the value when the hardware parameters are unusable.
+
+    ``lanes`` (BF16 values per beat) must be a power of two that divides the group
+    size, so a beat never spans two groups; ``word_bits`` must be one of
+    :data:`WORD_BITS_CHOICES`.
+    """
+    if not isinstance(params, FormatParams):
+        raise TypeError(f"params must be a golden.params.FormatParams, not {type(params).__name__}")
+    if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1 or lanes & (lanes - 1):
+        raise ValueError(f"lanes={lanes!r} must be a power of two >= 1")
+    if lanes > params.group_size:
+        raise ValueError(
+            f"lanes={lanes} is larger than group_size={params.group_size}: "
+            "a beat must not span two groups"
+        )
+    if word_bits not in WORD_BITS_CHOICES:
+        raise ValueError(f"word_bits={word_bits!r} is not one of {WORD_BITS_CHOICES}")
+    assert STREAM_ALIGN_BITS == 64
