@@ -75,18 +75,16 @@ class Decoder(wiring.Component):
 
     def __init__(self, params: FormatParams, *, lanes: int = 8, word_bits: int = 64,
                  unary_window_bits: int | None = None):
-        check_hardware_params(params, lanes=lanes, word_bits=word_bits)
+        try:
+            self._check(params, lanes, word_bits, unary_window_bits)
+        except (TypeError, ValueError):
+            self._MustUse__silence = True  # no "created but never used" warning on top of the error
+            raise
         self.params = params
         self.lanes = lanes
         self.word_bits = word_bits
-        minimum_window = params.unary_max_code_length + BF16_EXPONENT_BITS
         if unary_window_bits is None:
-            unary_window_bits = max(8 * lanes, minimum_window)
-        if isinstance(unary_window_bits, bool) or not isinstance(unary_window_bits, int) \
-                or not minimum_window <= unary_window_bits <= 4096:
-            raise ValueError(
-                f"unary_window_bits={unary_window_bits!r} must be an int in {minimum_window}..4096 "
-                f"(at least one escaped code, L_max + 8 bits)")
+            unary_window_bits = max(8 * lanes, params.unary_escape_bits)
         self.unary_window_bits = unary_window_bits
         signature = {"cmd": In(stream.Signature(decoder_command_layout()))}
         for name in STREAM_NAMES:
@@ -95,6 +93,17 @@ class Decoder(wiring.Component):
             signature["codebook"] = In(data.ArrayLayout(BF16_EXPONENT_BITS, params.unary_max_code_length))
         signature["out"] = Out(stream.Signature(decoder_output_layout(lanes)))
         super().__init__(signature)
+
+    @staticmethod
+    def _check(params, lanes, word_bits, unary_window_bits):
+        check_hardware_params(params, lanes=lanes, word_bits=word_bits)
+        minimum_window = params.unary_escape_bits
+        if unary_window_bits is not None and (
+                isinstance(unary_window_bits, bool) or not isinstance(unary_window_bits, int)
+                or not minimum_window <= unary_window_bits <= 4096):
+            raise ValueError(
+                f"unary_window_bits={unary_window_bits!r} must be an int in {minimum_window}..4096 "
+                f"(at least one escaped code, L_max + 8 bits)")
 
     # -- widths of what each stream can give per beat ------------------------
     @property

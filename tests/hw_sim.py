@@ -11,7 +11,7 @@ import inspect
 import random
 from collections import deque
 
-from amaranth.hdl import Value
+from amaranth.hdl import Const, Value
 from amaranth.sim import Simulator
 
 __all__ = ["Feeder", "StreamMonitor", "send_stream", "receive_stream", "simulate"]
@@ -97,20 +97,24 @@ class StreamMonitor:
     counts the payloads that moved and ``cycles`` the clock edges seen.
     """
 
-    def __init__(self, name: str, stream):
+    def __init__(self, name: str, stream, *, reset=None):
         self.name = name
         self.stream = stream
+        self.reset = reset  # a test-driven synchronous reset (ResetInserter), if any
         self.errors: list[str] = []
         self.transfers = 0
         self.cycles = 0
+        self.first_valid_cycle: int | None = None
+        self.first_transfer_cycle: int | None = None
 
     async def __call__(self, ctx):
         payload = _value(self.stream.payload)
         pending = None  # payload offered last cycle and not taken
-        async for _, reset, valid, ready, value in ctx.tick().sample(
-                self.stream.valid, self.stream.ready, payload):
+        test_reset = self.reset if self.reset is not None else Const(0)
+        async for _, reset, valid, ready, value, reset_by_test in ctx.tick().sample(
+                self.stream.valid, self.stream.ready, payload, test_reset):
             self.cycles += 1
-            if reset:
+            if reset or reset_by_test:
                 pending = None
                 continue
             if pending is not None:
@@ -120,8 +124,12 @@ class StreamMonitor:
                     self.errors.append(
                         f"{self.name}: payload changed from {pending:#x} to {value:#x} before the transfer"
                         f" at cycle {self.cycles}")
+            if valid and self.first_valid_cycle is None:
+                self.first_valid_cycle = self.cycles
             if valid and ready:
                 self.transfers += 1
+                if self.first_transfer_cycle is None:
+                    self.first_transfer_cycle = self.cycles
             pending = value if valid and not ready else None
 
 

@@ -1,4 +1,4 @@
-"""Reference-vs-RTL harness for the decoder in the Amaranth simulator.
+"""Reference-vs-RTL harness for the decoder in the Amaranth simulator (ref = golden codec).
 
 Shared by tests/test_hw_decoder.py and the throughput figures of docs/HARDWARE.md.
 """
@@ -9,7 +9,7 @@ import random
 from dataclasses import dataclass, field
 
 import torch
-from amaranth.hdl import ResetSignal, Value
+from amaranth.hdl import ResetInserter, Signal, Value
 
 from golden.codec import EncodedTensor, bf16_bits, decode, encode
 from golden.params import FormatParams, STREAM_NAMES, SPECULATION_STREAMS
@@ -55,6 +55,14 @@ class DecodeRun:
     last_out_cycle: int | None = None
     consumed: dict = field(default_factory=dict)
     offered: dict = field(default_factory=dict)
+    #: clock edges from the first input word taken to the first output beat valid
+    latency: int | None = None
+
+    @property
+    def beats_per_cycle(self) -> float:
+        """Output beats per clock between the first and the last beat."""
+        span = self.last_out_cycle - self.first_out_cycle
+        return (len(self.beats) - 1) / span if span else 1.0
 
 
 def encode_tensor(x: torch.Tensor, params: FormatParams, *, keep: int, codebook=None) -> EncodedTensor:
@@ -76,7 +84,8 @@ def run_decoder(params: FormatParams, phases: list[list[DecodeJob]], *, lanes: i
     rng = random.Random(seed)
     ports = ("cmd", *STREAM_NAMES)
     feeders = {name: Feeder(getattr(dut, name), rng=rng, idle=idle) for name in ports}
-    monitors = [StreamMonitor(name, getattr(dut, name)) for name in (*ports, "out")]
+    reset = Signal()  # a synchronous reset of the decoder's whole clock domain
+    monitors = [StreamMonitor(name, getattr(dut, name), reset=reset) for name in (*ports, "out")]
     runs: list[DecodeRun] = []
     payload = Value.cast(dut.out.payload)
     value_mask = (1 << 16) - 1
@@ -120,13 +129,13 @@ def run_decoder(params: FormatParams, phases: list[list[DecodeJob]], *, lanes: i
                         f"decoder stalled: {len(run.beats)} of {target} beats, words taken "
                         f"{ {name: (feeders[name].taken, len(words[name])) for name in ports} }")
             ctx.set(dut.out.ready, 0)
-            if not final and reset_after_beats is not None or not final:
+            if not final:
                 # reset in mid-stream (or between phases): drop what is left
                 for feeder in feeders.values():
                     feeder.clear(ctx)
-                ctx.set(ResetSignal("sync"), 1)
+                ctx.set(reset, 1)
                 await ctx.tick()
-                ctx.set(ResetSignal("sync"), 0)
+                ctx.set(reset, 0)
                 continue
             ctx.set(dut.out.ready, 1)
             for _ in range(8):
@@ -136,5 +145,9 @@ def run_decoder(params: FormatParams, phases: list[list[DecodeJob]], *, lanes: i
                 run.offered[name] = len(words[name])
                 run.consumed[name] = feeders[name].taken
 
-    simulate(dut, [main], monitors=monitors, background=list(feeders.values()), vcd=vcd)
+    simulate(ResetInserter(reset)(dut), [main], monitors=monitors, background=list(feeders.values()), vcd=vcd)
+    by_name = {monitor.name: monitor for monitor in monitors}
+    first_in = min(by_name[name].first_transfer_cycle for name in STREAM_NAMES
+                   if by_name[name].first_transfer_cycle is not None)
+    runs[0].latency = by_name["out"].first_valid_cycle - first_in
     return runs
