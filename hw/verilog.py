@@ -90,10 +90,10 @@ def port_table(component: wiring.Component, title: str) -> str:
              "with both `valid` and `ready` high; `valid` and `payload` are held until then).", "",
              "| port | dir | width | meaning |", "|---|---|---:|---|",
              "| `clk` | in | 1 | clock |", "| `rst` | in | 1 | synchronous reset, active high |"]
-    for path, flow, value in component.signature.flatten(component):
+    for path, member, value in component.signature.flatten(component):
         name = "__".join(map(str, path))
         width = len(Value.cast(value))
-        direction = "in" if flow == wiring.In else "out"
+        direction = "in" if member.flow == wiring.In else "out"
         meaning = PORT_DESCRIPTIONS.get(str(path[0]), "")
         if path[-1] == "valid":
             meaning = "stream valid"

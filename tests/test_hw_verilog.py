@@ -37,8 +37,14 @@ def test_decoder_ports_in_verilog_match_the_port_map(tmp_path):
     header = re.search(r"^module cassandra_decoder\((.*?)\);", text, re.M | re.S).group(1)
     verilog_ports = {name.strip() for name in header.split(",")}
     table = (tmp_path / "cassandra_decoder.md").read_text()
-    documented = set(re.findall(r"^\| `([a-z_0-9]+)` \|", table, re.M))
-    assert verilog_ports == documented
+    documented = dict(re.findall(r"^\| `([a-z_0-9]+)` \| (in|out) \|", table, re.M))
+    assert verilog_ports == set(documented)
+    top = text[text.index("module cassandra_decoder("):]
+    top = top[:top.index("endmodule")]
+    declared = dict((name, direction) for direction, name in
+                    re.findall(r"^\s*(input|output)\s+(?:\[\d+:0\]\s+)?([a-z_0-9]+);", top, re.M))
+    assert {name: direction[:-3] if direction == "input" else "out" for name, direction in declared.items()} \
+        == documented
     assert "codebook" not in verilog_ports  # raw coding has no codebook
     assert re.search(r"input \[31:0\] bitmap__payload;", text)
     assert re.search(r"output \[64:0\] out__payload;", text)
