@@ -111,8 +111,8 @@ def test_all_bf16_patterns(coding):
     params = FormatParams(group_size=64, exponent_coding=coding)
     bits = torch.randperm(1 << 16, generator=torch.Generator().manual_seed(4))
     x = bf16_from_bits(bits).reshape(256, 256)
-    check(params, [x], lanes=16, word_bits=256, keep=38, modes=(True,))
-    check(params, [x[:64]], lanes=16, word_bits=256, keep=64, modes=(False,))
+    check(params, [x], lanes=8, word_bits=128, keep=38, modes=(True,))
+    check(params, [x[:64]], lanes=8, word_bits=128, keep=64, modes=(False,))
 
 
 @pytest.mark.parametrize("max_code", [1, 3, 8, 16])
