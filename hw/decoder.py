@@ -146,8 +146,8 @@ class Decoder(wiring.Component):
         active = Signal()
         full_mode = Signal()
         groups_left = Signal(COMMAND_GROUP_BITS)
-        group_in_superblock = Signal(range(p.superblock_groups))
-        beat_in_group = Signal(range(beats_per_group))
+        group_in_superblock = Signal(range(max(2, p.superblock_groups)))  # >= 1 bit: no zero-width wires
+        beat_in_group = Signal(range(max(2, beats_per_group)))
         last_beat_of_group = beat_in_group == beats_per_group - 1
         last_group_of_command = groups_left == 1
         last_group_of_superblock = (group_in_superblock == p.superblock_groups - 1) | last_group_of_command

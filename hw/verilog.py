@@ -102,6 +102,8 @@ def port_table(component: wiring.Component, title: str) -> str:
         else:
             shape = value.shape() if hasattr(value, "shape") else None
             fields = _fields(shape) if isinstance(shape, data.StructLayout) else []
+            if path[0] == "cmd" and not fields:
+                meaning += ": the number of groups that form the next tensor"
             if fields:
                 meaning += "; " + ", ".join(
                     f"`{field}` bits {low}..{low + width - 1}" + (f" ({note})" if note else "")

@@ -65,3 +65,36 @@ def test_mx_is_decode_only(tmp_path, capsys):
 def test_bad_parameters_are_named(tmp_path, capsys, argv, message):
     assert main(["--out", str(tmp_path), "--no-lint", *argv]) == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [
+    ["--lanes", "4", "--exponent", "raw", "--word-bits", "32"],
+    ["--lanes", "16", "--exponent", "mx", "--word-bits", "256", "--mx-block", "2"],
+    ["--lanes", "16", "--group-size", "16", "--truncate", "7", "--superblock-groups", "1"],
+    ["--lanes", "8", "--truncate", "0", "--unary-max", "1", "--word-bits", "128"],
+], ids=["raw-l4-w32", "mx-l16-w256", "l16-g16-m0-s1", "unary-l8-m7-L1"])
+def test_lint_other_configurations(tmp_path, argv):
+    """Edge configurations (one beat per group, one group per superblock, m = 0
+    and m = 7, L_max = 1) lint with justified kinds only."""
+    assert main(["--out", str(tmp_path), *argv]) == 0
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["unjustified_lint"] == []
+    assert config["lint"]  # the lint ran
+
+
+def test_hardware_doc_has_the_default_port_tables():
+    """docs/HARDWARE.md's port tables are the generator's output for the default build."""
+    from pathlib import Path
+
+    from hw.decoder import Decoder
+    from hw.encoder import Encoder
+    from hw.verilog import port_table
+
+    doc = (Path(__file__).parent.parent / "docs" / "HARDWARE.md").read_text()
+    for name, component in [("cassandra_decoder", Decoder(FormatParams())),
+                            ("cassandra_encoder", Encoder(FormatParams()))]:
+        rows = [line for line in port_table(component, name).splitlines() if line.startswith("| `")]
+        component._MustUse__silence = True  # only its signature is read
+        section = doc[doc.index(f"### `{name}`"):]
+        for row in rows:
+            assert row in section, f"docs/HARDWARE.md lacks or differs on the row {row!r}"
