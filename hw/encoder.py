@@ -431,11 +431,11 @@ class Encoder(wiring.Component):
                 code = Signal(L + BF16_EXPONENT_BITS, name=f"ucode{lane}")
                 width = Signal(range(L + BF16_EXPONENT_BITS + 1), name=f"uwidth{lane}")
                 with m.If(Cat(*hits).any()):
-                    m.d.comb += code.eq(Cat(*hits))  # one-hot: rank r -> 1 << r
-                    # width r + 1 for the (single) hit r
-                    for r in range(L):
+                    # the lowest matching rank r: code 1 << r, width r + 1 (a codebook
+                    # with repeated entries still gives one valid code)
+                    for r in reversed(range(L)):
                         with m.If(hits[r]):
-                            m.d.comb += width.eq(r + 1)
+                            m.d.comb += [code.eq(1 << r), width.eq(r + 1)]
                 with m.Else():
                     m.d.comb += [code.eq(e << L), width.eq(L + BF16_EXPONENT_BITS)]
                 codes.append(code)

@@ -74,14 +74,15 @@ def _ports(dut):
 
 def run_encoder(params: FormatParams, commands: list[list[int]], *, keep: int, lanes: int, word_bits: int,
                 codebook=None, idle: float = 0.0, backpressure: float = 0.0, seed: int = 0,
-                trace: dict | None = None):
+                trace: dict | None = None, expected_codebook=None):
     """Encode ``commands`` (each a list of 16-bit patterns, a whole number of
     groups) back to back; assert the words equal the golden ones."""
     dut = Encoder(params, lanes=lanes, word_bits=word_bits)
     top = _WithReset(dut)
     expected = {name: [] for name in STREAM_NAMES}
     for bits in commands:
-        words = golden_words(bits, params, keep, word_bits, codebook)
+        words = golden_words(bits, params, keep, word_bits,
+                             codebook if expected_codebook is None else expected_codebook)
         for name in STREAM_NAMES:
             expected[name] += words[name]
     G = params.group_size
@@ -411,3 +412,13 @@ def test_bad_parameters(kwargs, message):
     params = kwargs.pop("params", FormatParams())
     with pytest.raises(ValueError, match=message):
         Encoder(params, **kwargs)
+
+
+def test_repeated_codebook_entry_uses_the_lowest_rank():
+    """The golden codec rejects a codebook with repeats; the RTL codes a repeated
+    exponent with its lowest rank, which is what the golden encoder does with the
+    repeat replaced by an exponent that never occurs."""
+    params = FormatParams(group_size=16, exponent_coding="unary", unary_max_code_length=4, superblock_groups=2)
+    bits = weight_bits(4 * 16, seed=13, scale=1.0)
+    run_encoder(params, [bits], keep=10, lanes=4, word_bits=64, codebook=[127, 126, 127, 125],
+                expected_codebook=[127, 126, 250, 125])
