@@ -8,6 +8,9 @@ hardware parameters (lanes, memory word width).
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
+from amaranth.hdl import Const
 from amaranth.lib import data
 
 from golden.params import (
@@ -23,6 +26,8 @@ __all__ = [
     "WORD_BITS_CHOICES",
     "COMMAND_GROUP_BITS",
     "check_hardware_params",
+    "parameter_checks",
+    "popcount",
 ]
 
 #: One BF16 value, least significant field first (mantissa 7, exponent 8, sign 1).
@@ -61,3 +66,27 @@ def check_hardware_params(params: FormatParams, *, lanes: int, word_bits: int) -
     if word_bits not in WORD_BITS_CHOICES:
         raise ValueError(f"word_bits={word_bits!r} is not one of {WORD_BITS_CHOICES}")
     assert STREAM_ALIGN_BITS == 64
+
+
+@contextmanager
+def parameter_checks(component):
+    """Run a component's parameter checks; on an error, keep Amaranth from adding an
+    "elaboratable created but never used" warning to the error itself."""
+    try:
+        yield
+    except (TypeError, ValueError):
+        component._MustUse__silence = True
+        raise
+
+
+def popcount(bits):
+    """Number of ones among ``bits`` (1-bit values), as a balanced adder tree."""
+    level = list(bits)
+    if not level:
+        return Const(0, 1)
+    while len(level) > 1:
+        paired = [level[i] + level[i + 1] for i in range(0, len(level) - 1, 2)]
+        if len(level) % 2:
+            paired.append(level[-1])
+        level = paired
+    return level[0]

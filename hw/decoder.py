@@ -13,7 +13,7 @@ from amaranth.lib.wiring import In, Out
 from golden.params import BF16_EXPONENT_BITS, BF16_MANTISSA_BITS, MX_ESCAPE_BITS, STREAM_NAMES, FormatParams
 
 from .bitreader import BitReader
-from .common import COMMAND_GROUP_BITS, check_hardware_params
+from .common import COMMAND_GROUP_BITS, check_hardware_params, parameter_checks, popcount
 
 __all__ = ["Decoder", "decoder_command_layout", "decoder_output_layout"]
 
@@ -29,13 +29,6 @@ def decoder_output_layout(lanes: int) -> data.StructLayout:
     """One output beat: ``lanes`` BF16 patterns (lane ``i`` in bits ``16i..16i+15``)
     and ``last`` (bit ``16 * lanes``), set on the command's final beat."""
     return data.StructLayout({"values": data.ArrayLayout(16, lanes), "last": 1})
-
-
-def _popcount(bits) -> "Value":
-    total = Const(0, 1)
-    for bit in bits:
-        total = total + bit
-    return total
 
 
 def _ceil_div(a: int, b: int) -> int:
@@ -75,11 +68,8 @@ class Decoder(wiring.Component):
 
     def __init__(self, params: FormatParams, *, lanes: int = 8, word_bits: int = 64,
                  unary_window_bits: int | None = None):
-        try:
+        with parameter_checks(self):
             self._check(params, lanes, word_bits, unary_window_bits)
-        except (TypeError, ValueError):
-            self._MustUse__silence = True  # no "created but never used" warning on top of the error
-            raise
         self.params = params
         self.lanes = lanes
         self.word_bits = word_bits
@@ -221,7 +211,7 @@ class Decoder(wiring.Component):
 
         # ---- stage 3: fields -> BF16 ---------------------------------------
         kept = [c_mask[j] for j in range(lanes)]
-        kept_before = [_popcount(kept[:j]) for j in range(lanes + 1)]  # index among the beat's kept values
+        kept_before = [popcount(kept[:j]) for j in range(lanes + 1)]  # index among the beat's kept values
         kept_count = kept_before[lanes]
         values = [Signal(16, name=f"value{j}") for j in range(lanes)]
         sign_mantissa = readers["sign_mantissa"]
@@ -309,7 +299,7 @@ class Decoder(wiring.Component):
         window_bits = self.unary_window_bits
         level = reader.level
         window = reader.window
-        needed = _popcount(a_mask[j] for j in range(lanes))
+        needed = popcount(a_mask[j] for j in range(lanes))
         done = Signal(range(lanes + 1))  # codes of the head beat decoded in earlier clocks
         held = Signal(8 * lanes)
         remaining = Signal(range(lanes + 1))
@@ -342,7 +332,7 @@ class Decoder(wiring.Component):
             m.d.comb += next_start.eq(Mux(fit, end, start))
             starts.append(next_start)
             exps.append(exponent)
-        decoded = _popcount(fits)
+        decoded = popcount(fits)
         used = starts[lanes]
 
         merged = Signal(8 * lanes)
@@ -392,14 +382,13 @@ class Decoder(wiring.Component):
         for j in range(lanes):
             rank = base + kept_before[j]
             starts.append(kept[j] & ((rank % block) == 0))
-        starts_upto = [_popcount(starts[:j + 1]) for j in range(lanes)]
+        starts_upto = [popcount(starts[:j + 1]) for j in range(lanes)]
         block_count = starts_upto[-1]
         m.d.comb += exponent.consume.eq(block_count * 8)
         streams_ok.append(exponent.ok)
 
         widths = []
         lows = []
-        exact_values = []
         draft_values = []
         for j in range(lanes):
             shared = Signal(8, name=f"mx{j}_shared")

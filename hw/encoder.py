@@ -20,7 +20,7 @@ from golden.params import (
     FormatParams,
 )
 
-from .common import BF16_LAYOUT, COMMAND_GROUP_BITS, check_hardware_params
+from .common import BF16_LAYOUT, COMMAND_GROUP_BITS, check_hardware_params, parameter_checks, popcount
 
 __all__ = ["Encoder", "ENCODER_EXPONENT_CODINGS"]
 
@@ -29,19 +29,6 @@ ENCODER_EXPONENT_CODINGS = ("raw", "unary")
 
 #: BF16 magnitude: the 15 bits below the sign, compared as an unsigned integer.
 _MAGNITUDE_BITS = BF16_BITS - 1
-
-
-def _popcount(bits):
-    """Number of ones among ``bits`` (a list of 1-bit values), as a balanced adder tree."""
-    level = [b for b in bits]
-    if not level:
-        return Const(0, 1)
-    while len(level) > 1:
-        nxt = [level[i] + level[i + 1] for i in range(0, len(level) - 1, 2)]
-        if len(level) % 2:
-            nxt.append(level[-1])
-        level = nxt
-    return level[0]
 
 
 class _BitPacker(Elaboratable):
@@ -224,16 +211,13 @@ class Encoder(wiring.Component):
     """
 
     def __init__(self, params: FormatParams, *, lanes: int = 8, word_bits: int = 64):
-        try:
+        with parameter_checks(self):
             check_hardware_params(params, lanes=lanes, word_bits=word_bits)
             if params.exponent_coding not in ENCODER_EXPONENT_CODINGS:
                 raise ValueError(
                     f"exponent_coding={params.exponent_coding!r}: the encoder supports raw and unary "
                     "exponent coding; mx is decode-only (use the golden encoder for mx)"
                 )
-        except (TypeError, ValueError):
-            self._MustUse__silence = True  # no "created but never used" warning on top of the error
-            raise
         self.params = params
         self.lanes = lanes
         self.word_bits = word_bits
@@ -379,7 +363,7 @@ class Encoder(wiring.Component):
                 before = from_[ib] if il < lane else after[ib]
                 beaters.append((mags[i] > mine) | ((mags[i] == mine) & before))
             rank = Signal(range(G + 1), name=f"rank{lane}")
-            m.d.comb += [rank.eq(_popcount(beaters)), mask[lane].eq(rank < self.keep)]
+            m.d.comb += [rank.eq(popcount(beaters)), mask[lane].eq(rank < self.keep)]
 
         # ---- stage register: one beat with its mask -----------------------
         s_valid = Signal()

@@ -14,7 +14,6 @@ import random
 import pytest
 import torch
 from amaranth.hdl import ClockDomain, Elaboratable, Module, Signal, Value
-from amaranth.back import verilog
 
 from golden.codec import bf16_from_bits, encode
 from golden.params import STREAM_NAMES, FormatParams, keep_count
