@@ -20,7 +20,7 @@ import torch
 
 from .params import STREAM_ALIGN_BITS
 
-__all__ = ["PackedStream", "pack_fields", "read_fields", "words_to_bytes", "bytes_to_words"]
+__all__ = ["PackedStream", "pack_fields", "read_fields", "stream_words", "words_to_bytes", "bytes_to_words"]
 
 _MASK32 = 0xFFFFFFFF
 
@@ -154,3 +154,15 @@ def bits_of_words(words: torch.Tensor) -> torch.Tensor:
     """Expand 32-bit words into a uint8 tensor of single bits, stream order."""
     shifts = torch.arange(32, dtype=torch.int64)
     return ((words.unsqueeze(1) >> shifts) & 1).to(torch.uint8).reshape(-1)
+
+
+def stream_words(stream: PackedStream, word_bits: int) -> list[int]:
+    """A packed stream as ``word_bits``-bit little-endian words, as a memory with that
+    word width delivers it (the last word zero-filled when 64 does not divide it);
+    what the RTL's stream ports carry."""
+    if word_bits % 8 or word_bits < 8:
+        raise ValueError(f"word_bits={word_bits} must be a positive multiple of 8")
+    data = stream.to_bytes()
+    step = word_bits // 8
+    data += bytes(-len(data) % step)
+    return [int.from_bytes(data[i:i + step], "little") for i in range(0, len(data), step)]

@@ -15,7 +15,7 @@ from golden.params import BF16_EXPONENT_BITS, BF16_MANTISSA_BITS, MX_ESCAPE_BITS
 from .bitreader import BitReader
 from .common import COMMAND_GROUP_BITS, check_hardware_params, parameter_checks, popcount
 
-__all__ = ["Decoder", "decoder_command_layout", "decoder_output_layout"]
+__all__ = ["Decoder", "decoder_command", "decoder_command_layout", "decoder_output_layout"]
 
 
 def decoder_command_layout() -> data.StructLayout:
@@ -23,6 +23,13 @@ def decoder_command_layout() -> data.StructLayout:
     current position (superblocks of ``superblock_groups`` counted from the
     command's first group), in ``full`` (1) or draft (0) mode."""
     return data.StructLayout({"groups": COMMAND_GROUP_BITS, "full": 1})
+
+
+def decoder_command(groups: int, full: bool) -> int:
+    """The command payload as an integer (``groups | full << 32``)."""
+    if not 0 <= groups < 1 << COMMAND_GROUP_BITS:
+        raise ValueError(f"groups={groups} does not fit the command's {COMMAND_GROUP_BITS} bits")
+    return groups | int(bool(full)) << COMMAND_GROUP_BITS
 
 
 def decoder_output_layout(lanes: int) -> data.StructLayout:

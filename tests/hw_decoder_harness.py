@@ -14,21 +14,18 @@ from amaranth.hdl import ResetInserter, Signal, Value
 from golden.codec import EncodedTensor, bf16_bits, decode, encode
 from golden.params import FormatParams, STREAM_NAMES, SPECULATION_STREAMS
 from golden.select import magnitude_topk_mask
-from hw.decoder import Decoder
+from golden.bitstream import stream_words as golden_stream_words
+from hw.decoder import Decoder, decoder_command
 
 from hw_sim import Feeder, StreamMonitor, simulate
 
 
 def stream_words(enc: EncodedTensor, name: str, word_bits: int) -> list[int]:
-    """The stream as ``word_bits`` little-endian words (the last one zero-padded)."""
-    data = enc.streams[name].to_bytes()
-    step = word_bits // 8
-    data += bytes(-len(data) % step)
-    return [int.from_bytes(data[i:i + step], "little") for i in range(0, len(data), step)]
+    return golden_stream_words(enc.streams[name], word_bits)
 
 
 def command_payload(groups: int, full: bool) -> int:
-    return groups | (int(full) << 32)
+    return decoder_command(groups, full)
 
 
 @dataclass

@@ -15,6 +15,7 @@ import pytest
 import torch
 from amaranth.hdl import ClockDomain, Elaboratable, Module, Signal, Value
 
+from golden.bitstream import stream_words
 from golden.codec import bf16_from_bits, encode
 from golden.params import STREAM_NAMES, FormatParams, keep_count
 from golden.select import magnitude_topk_mask
@@ -31,13 +32,7 @@ def golden_words(bits: list[int], params: FormatParams, keep: int, word_bits: in
     x = bf16_from_bits(torch.tensor(bits, dtype=torch.int64))
     mask = magnitude_topk_mask(x, keep=keep, group_size=params.group_size)
     enc = encode(x, mask, params, codebook=codebook)
-    per = word_bits // 32 if word_bits >= 32 else 1
-    out = {}
-    for name in STREAM_NAMES:
-        w32 = [int(w) for w in enc.streams[name].words]
-        while len(w32) % per:
-            w32.append(0)
-        out[name] = [sum(w32[i + k] << (32 * k) for k in range(per)) for i in range(0, len(w32), per)]
+    out = {name: stream_words(enc.streams[name], word_bits) for name in STREAM_NAMES}
     return out
 
 
