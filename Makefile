@@ -16,13 +16,14 @@ UNARY_MAX         ?= 8
 MX_BLOCK          ?= 16
 VERILOG_OUT       ?= build/verilog
 
-.PHONY: help venv verilog sim test stats demo bench vectors clean distclean
+.PHONY: help venv verilog sim sim-long test stats demo bench vectors clean distclean
 
 help:
 	@echo "make venv    - create .venv and install the project with its pinned dependencies"
 	@echo "make verilog - decoder and encoder Verilog + port maps + Verilator lint -> build/verilog/"
 	@echo "               (LANES=8 WORD_BITS=64 EXPONENT=unary|raw|mx TRUNCATE=4 GROUP_SIZE=64 ...)"
 	@echo "make sim     - cocotb tests of the emitted Verilog on Verilator (SIM=icarus, WAVES=1)"
+	@echo "make sim-long - the long simulations (>= 1M values through encoder -> decoder)"
 	@echo "make test    - run the pytest suite (tests/), including the exhaustive BF16 checks"
 	@echo "make stats   - bits/value table of the default SmolLM2-135M model (paper defaults)"
 	@echo "make demo    - speculative decoding of one prompt on SmolLM2-135M, metrics and lossless check"
@@ -58,6 +59,9 @@ sim: $(STAMP)
 	@if [ "$(SIM)" = icarus ] && ! command -v iverilog >/dev/null; then \
 		echo "installing iverilog (apt-get)"; apt-get update -qq && apt-get install -y -qq iverilog; fi
 	SIM=$(SIM) WAVES=$(WAVES) $(PY) -m pytest -q sim
+
+sim-long: $(STAMP)
+	SIM=$(SIM) WAVES=$(WAVES) $(PY) -m pytest -q -s -m long sim
 
 test: $(STAMP)
 	$(PY) -m pytest -q

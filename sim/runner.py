@@ -51,7 +51,8 @@ def configuration_tag(params: FormatParams, lanes: int, word_bits: int) -> str:
 def build_design(design: str, params: FormatParams, *, lanes: int, word_bits: int,
                  waves: bool | None = None, sim: str | None = None):
     """Write the Verilog (hw.verilog.build, the generator behind ``make verilog``) and
-    compile ``design`` (``cassandra_decoder`` or ``cassandra_encoder``); return
+    compile ``design`` (``cassandra_decoder``, ``cassandra_encoder``, or
+    ``cassandra_loopback``: both, wired by sim/loopback.py); return
     ``(runner, build_dir)``."""
     from cocotb_tools.runner import get_runner
 
@@ -63,6 +64,12 @@ def build_design(design: str, params: FormatParams, *, lanes: int, word_bits: in
     build_dir = BUILD_ROOT / sim / f"{design}-{configuration_tag(params, lanes, word_bits)}"
     verilog_dir = build_dir / "verilog"
     build(params, lanes=lanes, word_bits=word_bits, out=verilog_dir, run_lint=False)
+    sources = [verilog_dir / f"{design}.v"]
+    if design == "cassandra_loopback":
+        from sim.loopback import loopback_verilog
+
+        (verilog_dir / "cassandra_loopback.v").write_text(loopback_verilog(params, lanes=lanes, word_bits=word_bits))
+        sources = [verilog_dir / f"{name}.v" for name in ("cassandra_encoder", "cassandra_decoder", design)]
     runner = get_runner(sim)
     if sim == "verilator":
         build_args = [f"-Wno-{kind}" for kind in JUSTIFIED_LINT]
@@ -70,7 +77,7 @@ def build_design(design: str, params: FormatParams, *, lanes: int, word_bits: in
             build_args += ["--trace-fst", "--trace-structs"]
     else:
         build_args = []
-    runner.build(sources=[verilog_dir / f"{design}.v"], hdl_toplevel=design, build_dir=build_dir,
+    runner.build(sources=sources, hdl_toplevel=design, build_dir=build_dir,
                  build_args=build_args, waves=waves, timescale=("1ns", "1ps"), always=False)
     return runner, build_dir
 
