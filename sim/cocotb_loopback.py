@@ -24,6 +24,7 @@ async def loopback_job(dut):
     sink = StreamSink(tb, "out", backpressure=job["backpressure"])
     monitors = [StreamMonitor(tb, name) for name in ("enc_cmd", "dec_cmd", "values", "out")]
     dut.keep.value = job["keep"]
+    dut.draft_only.value = int(job.get("draft_only", False))
     if job.get("codebook") is not None:
         dut.codebook.value = sum(int(e) << (8 * r) for r, e in enumerate(job["codebook"]))
     await tb.reset()
