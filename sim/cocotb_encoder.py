@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import cocotb
 
@@ -16,7 +17,7 @@ STREAMS = ("bitmap", "sign_mantissa", "exponent", "mantissa_low", "pruned_raw")
 
 @cocotb.test()
 async def encode_job(dut):
-    job = json.loads(open(os.environ["CASSANDRA_SIM_JOB"]).read())
+    job = json.loads(Path(os.environ["CASSANDRA_SIM_JOB"]).read_text())
     tb = TB(dut, seed=job["seed"])
     sources = {name: StreamSource(tb, name, idle=job["idle"]) for name in ("cmd", "values")}
     sinks = {name: StreamSink(tb, name, backpressure=job["backpressure"]) for name in STREAMS}

@@ -110,7 +110,8 @@ class StreamMonitor:
                 pending = None
                 continue
             valid, ready = _int(self.port.valid), _int(self.port.ready)
-            payload = _int(self.port.payload)
+            # the payload only means something while valid (4-state simulators show X otherwise)
+            payload = _int(self.port.payload) if valid else None
             if pending is not None:
                 if not valid:
                     self.errors.append(f"{self.port.name}: valid dropped before the transfer (cycle {self.cycles})")
