@@ -58,6 +58,9 @@ SIM ?= verilator
 sim: $(STAMP)
 	@if [ "$(SIM)" = icarus ] && ! command -v iverilog >/dev/null; then \
 		echo "installing iverilog (apt-get)"; apt-get update -qq && apt-get install -y -qq iverilog; fi
+	@if [ "$(WAVES)" = 1 ] && [ "$(SIM)" = verilator ] && [ ! -e /usr/include/lz4.h ]; then \
+		echo "installing liblz4-dev for Verilator's FST writer (apt-get)"; \
+		apt-get update -qq && apt-get install -y -qq liblz4-dev; fi
 	SIM=$(SIM) WAVES=$(WAVES) $(PY) -m pytest -q sim
 
 sim-long: $(STAMP)

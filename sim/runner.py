@@ -61,7 +61,7 @@ def build_design(design: str, params: FormatParams, *, lanes: int, word_bits: in
     sim = sim or simulator()
     _check_tools(sim)
     waves = bool(int(os.environ.get("WAVES") or "0")) if waves is None else waves
-    build_dir = BUILD_ROOT / sim / f"{design}-{configuration_tag(params, lanes, word_bits)}"
+    build_dir = BUILD_ROOT / sim / f"{design}-{configuration_tag(params, lanes, word_bits)}{'-waves' if waves else ''}"
     verilog_dir = build_dir / "verilog"
     build(params, lanes=lanes, word_bits=word_bits, out=verilog_dir, run_lint=False)
     sources = [verilog_dir / f"{design}.v"]
@@ -74,6 +74,9 @@ def build_design(design: str, params: FormatParams, *, lanes: int, word_bits: in
     if sim == "verilator":
         build_args = [f"-Wno-{kind}" for kind in JUSTIFIED_LINT]
         if waves:
+            if not Path("/usr/include/lz4.h").exists():
+                raise FileNotFoundError("Verilator's FST writer needs lz4.h: `WAVES=1 make sim` installs it "
+                                        "(apt-get install liblz4-dev)")
             build_args += ["--trace-fst", "--trace-structs"]
     else:
         build_args = []
@@ -89,6 +92,10 @@ def run_cocotb(runner, build_dir: Path, design: str, test_module: str, job: Path
                           test_dir=build_dir, extra_env={"CASSANDRA_SIM_JOB": str(job),
                                                          "PYTHONPATH": str(REPO)},
                           waves=waves, results_xml=str(job.with_suffix(".xml")))
+    if waves:
+        for dump in (build_dir / "dump.fst", build_dir / "dump.vcd"):
+            if dump.exists():  # one waveform per job, next to its job file
+                dump.replace(job.with_suffix(dump.suffix))
     tree = ET.parse(results)
     failures = tree.findall(".//failure") + tree.findall(".//error")
     tests = tree.findall(".//testcase")
