@@ -7,7 +7,8 @@
 Writes, for the configuration given (defaults: the paper's format, 8 lanes, 64-bit words):
 
 * ``cassandra_decoder.v`` (module ``cassandra_decoder``) and ``cassandra_encoder.v``
-  (module ``cassandra_encoder``; not for ``--exponent mx``, which is decode-only);
+  (module ``cassandra_encoder``; not for ``--exponent mx``, which is decode-only),
+  and their AXI4-Stream wrappers ``cassandra_decoder_axis.v`` / ``cassandra_encoder_axis.v``;
 * ``cassandra_decoder.md`` / ``cassandra_encoder.md``: every port with its direction,
   width and bit fields, so an integrator can wire the module without reading Python;
 * ``config.json``: the parameters;
@@ -64,6 +65,19 @@ PORT_DESCRIPTIONS = {
     "keep": "values kept per group (static while encoding)",
     "values": "BF16 input values, lane i in bits 16i..16i+15",
     "out": "decoded BF16 values",
+    "s_axis": "AXI4-Stream BF16 input values, lane i in bits 16i..16i+15",
+    "m_axis": "AXI4-Stream decoded BF16 values, lane i in bits 16i..16i+15",
+    "s_axis_cmd": "AXI4-Stream command (as `cmd__payload`, zero-extended to whole bytes)",
+    "s_axis_bitmap": "AXI4-Stream `bitmap` words",
+    "s_axis_sign_mantissa": "AXI4-Stream `sign_mantissa` words",
+    "s_axis_exponent": "AXI4-Stream `exponent` words",
+    "s_axis_mantissa_low": "AXI4-Stream `mantissa_low` words",
+    "s_axis_pruned_raw": "AXI4-Stream `pruned_raw` words",
+    "m_axis_bitmap": "AXI4-Stream `bitmap` words",
+    "m_axis_sign_mantissa": "AXI4-Stream `sign_mantissa` words",
+    "m_axis_exponent": "AXI4-Stream `exponent` words",
+    "m_axis_mantissa_low": "AXI4-Stream `mantissa_low` words",
+    "m_axis_pruned_raw": "AXI4-Stream `pruned_raw` words",
 }
 
 
@@ -94,8 +108,18 @@ def port_table(component: wiring.Component, title: str) -> str:
         name = "__".join(map(str, path))
         width = len(Value.cast(value))
         direction = "in" if member.flow == wiring.In else "out"
-        meaning = PORT_DESCRIPTIONS.get(str(path[0]), "")
-        if path[-1] == "valid":
+        key, axis_signal = str(path[0]), None
+        axis = re.match(r"(.*)_(tdata|tvalid|tready|tlast|tkeep)$", key)
+        if axis:
+            key, axis_signal = axis.groups()
+        meaning = PORT_DESCRIPTIONS.get(key, "")
+        if axis_signal in ("tvalid", "tready"):
+            meaning = f"AXI4-Stream {axis_signal}"
+        elif axis_signal == "tlast":
+            meaning = "AXI4-Stream tlast: the last beat of a command"
+        elif axis_signal == "tkeep":
+            meaning = "AXI4-Stream tkeep: all ones (every beat is whole)"
+        elif path[-1] == "valid":
             meaning = "stream valid"
         elif path[-1] == "ready":
             meaning = "stream ready"
@@ -138,13 +162,16 @@ def lint(path: Path) -> tuple[Counter, list[str]]:
 
 def build(params: FormatParams, *, lanes: int, word_bits: int, out: Path, run_lint: bool = True) -> dict:
     """Write the Verilog, port maps, config and lint report; return a summary."""
+    from .axis import DecoderAXIS, EncoderAXIS
     from .decoder import Decoder
     from .encoder import ENCODER_EXPONENT_CODINGS, Encoder
 
     out.mkdir(parents=True, exist_ok=True)
-    designs = {"cassandra_decoder": Decoder(params, lanes=lanes, word_bits=word_bits)}
+    designs = {"cassandra_decoder": Decoder(params, lanes=lanes, word_bits=word_bits),
+               "cassandra_decoder_axis": DecoderAXIS(params, lanes=lanes, word_bits=word_bits)}
     if params.exponent_coding in ENCODER_EXPONENT_CODINGS:
         designs["cassandra_encoder"] = Encoder(params, lanes=lanes, word_bits=word_bits)
+        designs["cassandra_encoder_axis"] = EncoderAXIS(params, lanes=lanes, word_bits=word_bits)
     summary = {"params": params.as_dict(), "lanes": lanes, "word_bits": word_bits, "files": {}, "lint": {}}
     for name, component in designs.items():
         table = port_table(component, name)  # before conversion: reads the signature only
