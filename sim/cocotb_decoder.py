@@ -34,12 +34,8 @@ async def decode_job(dut):
             source.queue.extend(phase["commands"] if name == "cmd" else phase["words"][name])
         sink.items.clear()
         target = phase["beats_before_reset"] if phase.get("beats_before_reset") is not None else phase["beats"]
-        idle = 0
-        while len(sink.items) < target:
-            before = len(sink.items)
-            await tb.cycles(1)
-            idle = 0 if len(sink.items) != before else idle + 1
-            assert idle < 5000, f"phase {index}: stalled after {len(sink.items)} of {target} beats"
+        await tb.run_until(lambda: len(sink.items) >= target, lambda: len(sink.items),
+                           describe=lambda: f"phase {index}: {len(sink.items)} of {target} beats")
         values = [(beat >> (16 * lane)) & 0xFFFF for beat in sink.items[:target] for lane in range(lanes)]
         expected = phase["expected"][:len(values)]
         mismatches = [i for i, (a, b) in enumerate(zip(values, expected)) if a != b]

@@ -45,13 +45,11 @@ async def encode_job(dut):
             await tb.reset()
             continue
         expected = phase["expected"]
-        idle = 0
-        while any(len(sinks[name].items) < len(expected[name]) for name in STREAMS):
-            before = sum(len(sink.items) for sink in sinks.values())
-            await tb.cycles(1)
-            idle = 0 if sum(len(sink.items) for sink in sinks.values()) != before else idle + 1
-            assert idle < 5000, f"phase {index}: stalled: " + ", ".join(
-                f"{name} {len(sinks[name].items)}/{len(expected[name])}" for name in STREAMS)
+        await tb.run_until(
+            lambda: all(len(sinks[name].items) >= len(expected[name]) for name in STREAMS),
+            lambda: sum(len(sink.items) for sink in sinks.values()),
+            describe=lambda: f"phase {index}: " + ", ".join(
+                f"{name} {len(sinks[name].items)}/{len(expected[name])}" for name in STREAMS))
         await tb.cycles(3 * job["beats_per_group"] + 16)
         for name in STREAMS:
             got = sinks[name].items

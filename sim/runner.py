@@ -6,6 +6,7 @@ One build folder per configuration: ``build/sim/<simulator>/<design>-<tag>/``.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import sys
@@ -18,7 +19,7 @@ REPO = Path(__file__).resolve().parent.parent
 BUILD_ROOT = REPO / "build" / "sim"
 SIMULATORS = ("verilator", "icarus")
 
-__all__ = ["SIMULATORS", "simulator", "configuration_tag", "build_design", "run_cocotb"]
+__all__ = ["SIMULATORS", "simulator", "configuration_tag", "build_design", "built", "run_cocotb"]
 
 
 def simulator() -> str:
@@ -83,6 +84,12 @@ def build_design(design: str, params: FormatParams, *, lanes: int, word_bits: in
     runner.build(sources=sources, hdl_toplevel=design, build_dir=build_dir,
                  build_args=build_args, waves=waves, timescale=("1ns", "1ps"), always=False)
     return runner, build_dir
+
+
+@functools.cache
+def built(design: str, params: FormatParams, lanes: int, word_bits: int):
+    """:func:`build_design`, once per design and configuration in a test session."""
+    return build_design(design, params, lanes=lanes, word_bits=word_bits)
 
 
 def run_cocotb(runner, build_dir: Path, design: str, test_module: str, job: Path, *, waves: bool | None = None) -> None:

@@ -154,6 +154,19 @@ class TB:
         for _ in range(count):
             await FallingEdge(self.clk)
 
+    async def run_until(self, done, progress, *, describe, each_cycle=None, stall_cycles: int = 5000):
+        """Run clock cycles until ``done()``; fail if ``progress()`` (a count of what
+        came out) stays the same for ``stall_cycles`` cycles, with ``describe()``.
+        ``each_cycle`` is called after every cycle (e.g. to check outputs as they come)."""
+        idle = 0
+        while not done():
+            before = progress()
+            await self.cycles(1)
+            if each_cycle is not None:
+                each_cycle()
+            idle = 0 if progress() != before else idle + 1
+            assert idle < stall_cycles, f"stalled for {stall_cycles} cycles: {describe()}"
+
     def check_protocol(self):
         errors = [error for monitor in self.monitors for error in monitor.errors]
         assert not errors, "stream protocol violations:\n" + "\n".join(errors[:20])

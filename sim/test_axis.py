@@ -9,7 +9,7 @@ from golden.bitstream import stream_words
 from hw.decoder import decoder_command
 
 from sim.jobs import encode_tensor, write_job
-from sim.runner import build_design, run_cocotb
+from sim.runner import built, run_cocotb
 from sim.test_decoder import specials, weights
 
 PARAMS = FormatParams(superblock_groups=2)
@@ -18,7 +18,7 @@ CODEBOOK = [122, 121, 123, 120, 124, 119, 118, 117]
 
 
 def _run(design: str, name: str, **job):
-    runner, build_dir = build_design(design, PARAMS, lanes=LANES, word_bits=WORD_BITS)
+    runner, build_dir = built(design, PARAMS, LANES, WORD_BITS)
     path = write_job(build_dir / "jobs" / f"{name}.json", design=design, word_bits=WORD_BITS, seed=7,
                      pause=0.3, codebook=CODEBOOK, **job)
     run_cocotb(runner, build_dir, design, "sim.cocotb_axis", path)

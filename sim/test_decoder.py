@@ -11,7 +11,7 @@ from golden.codec import bf16_from_bits
 from golden.params import FormatParams, keep_count
 
 from sim.jobs import decoder_phase, encode_tensor, write_job
-from sim.runner import build_design, run_cocotb
+from sim.runner import built, run_cocotb
 
 # (coding, lanes, word_bits, format parameters): one Verilator build each
 CONFIGS = {
@@ -21,15 +21,12 @@ CONFIGS = {
 }
 STALLS = dict(idle=0.3, backpressure=0.3)
 
-_built = {}
 
 
 def decoder(config: str):
     coding, lanes, word_bits, extra = CONFIGS[config]
     params = FormatParams(exponent_coding=coding, **extra)
-    if config not in _built:
-        _built[config] = build_design("cassandra_decoder", params, lanes=lanes, word_bits=word_bits)
-    runner, build_dir = _built[config]
+    runner, build_dir = built("cassandra_decoder", params, lanes, word_bits)
     return params, lanes, word_bits, runner, build_dir
 
 

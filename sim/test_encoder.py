@@ -8,7 +8,7 @@ import pytest
 from golden.params import FormatParams, keep_count
 
 from sim.jobs import encoder_phase, write_job
-from sim.runner import build_design, run_cocotb
+from sim.runner import built, run_cocotb
 from sim.test_decoder import specials, weights
 
 CONFIGS = {
@@ -16,15 +16,12 @@ CONFIGS = {
     "raw-l4-w32": ("raw", 4, 32, dict(group_size=16, superblock_groups=2, mantissa_bits=0)),
 }
 STALLS = dict(idle=0.3, backpressure=0.3)
-_built = {}
 
 
 def encoder(config: str):
     coding, lanes, word_bits, extra = CONFIGS[config]
     params = FormatParams(exponent_coding=coding, **extra)
-    if config not in _built:
-        _built[config] = build_design("cassandra_encoder", params, lanes=lanes, word_bits=word_bits)
-    return (params, lanes, word_bits, *_built[config])
+    return (params, lanes, word_bits, *built("cassandra_encoder", params, lanes, word_bits))
 
 
 def codebook_for(params):

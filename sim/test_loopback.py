@@ -13,22 +13,12 @@ from golden.params import FormatParams, keep_count
 from hw.decoder import decoder_command
 
 from sim.jobs import beats, write_job
-from sim.runner import build_design, run_cocotb
+from sim.runner import built, run_cocotb
 from sim.test_decoder import specials
-
-_built = {}
-
-
-def loopback(params: FormatParams, lanes: int, word_bits: int):
-    key = (params, lanes, word_bits)
-    if key not in _built:
-        _built[key] = build_design("cassandra_loopback", params, lanes=lanes, word_bits=word_bits)
-    return _built[key]
-
 
 def run_loopback(x: torch.Tensor, params: FormatParams, *, lanes: int, word_bits: int, keep: int, codebook,
                  name: str, groups_per_command: int, idle: float, backpressure: float, seed: int = 0) -> dict:
-    runner, build_dir = loopback(params, lanes, word_bits)
+    runner, build_dir = built("cassandra_loopback", params, lanes, word_bits)
     groups = x.numel() // params.group_size
     sizes = [min(groups_per_command, groups - start) for start in range(0, groups, groups_per_command)]
     job = write_job(build_dir / "jobs" / f"{name}.json", lanes=lanes, seed=seed, keep=keep, codebook=codebook,

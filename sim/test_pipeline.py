@@ -19,7 +19,7 @@ from golden.vectors import read_vector
 from hw.decoder import decoder_command
 
 from sim.jobs import beats, decoder_phase, write_job
-from sim.runner import BUILD_ROOT, build_design, run_cocotb
+from sim.runner import BUILD_ROOT, built, run_cocotb
 
 LANES, WORD_BITS, LAYER = 8, 64, 0
 
@@ -39,7 +39,7 @@ def exported():
 def _decode_vector(out, entry, name):
     vector = read_vector(out, entry)
     enc = vector["encoded"]
-    runner, build_dir = build_design("cassandra_decoder", enc.params, lanes=LANES, word_bits=WORD_BITS)
+    runner, build_dir = built("cassandra_decoder", enc.params, LANES, WORD_BITS)
     phase = decoder_phase([(enc, False), (enc, True)], lanes=LANES, word_bits=WORD_BITS)
     # the golden decode (in the phase) must also be what the vector files hold
     values = phase["expected"]
@@ -68,7 +68,7 @@ def test_kv_tile_through_encoder_and_decoder_equals_the_drafts_view(exported):
     draft_k, draft_v = cache.read(LAYER, length, "draft")
     served = torch.stack([draft_k, draft_v]).permute(0, 2, 1, 3).reshape(x.shape)  # what the draft read
     params = cache.params
-    runner, build_dir = build_design("cassandra_loopback", params, lanes=LANES, word_bits=WORD_BITS)
+    runner, build_dir = built("cassandra_loopback", params, LANES, WORD_BITS)
     groups = x.shape[0]  # one head vector per group
     job = write_job(build_dir / "jobs" / "pipeline-kv.json", lanes=LANES, seed=4, keep=cache.keep, draft_only=True,
                     codebook=[int(e) for e in codebook], idle=0.2, backpressure=0.2, values=beats(x, LANES),
