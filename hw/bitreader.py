@@ -9,11 +9,13 @@ including the zero padding that ends a superblock's part of a stream.
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from golden.params import STREAM_ALIGN_BITS
+
+from .common import bit_window
 
 __all__ = ["BitReader"]
 
@@ -34,7 +36,8 @@ class BitReader(wiring.Component):
     words : In(stream.Signature(word_bits))
         The stream's words, in order.
     window : Out(window_bits)
-        The next ``window_bits`` stream bits (bits at and above ``level`` are zero).
+        The next ``window_bits`` stream bits. Bits at and above ``level`` are stale
+        (left from earlier words): a user reads only what ``ok`` covers.
     consume : In(range(window_bits + 1))
         Data bits the user wants to drop this cycle.
     align_superblock, align_command : In(1)
@@ -51,7 +54,8 @@ class BitReader(wiring.Component):
     level : Out(range(capacity + 1))
         Bits in the buffer.
 
-    The buffer holds ``window_bits + max_padding + 2 * word_bits`` bits and takes a
+    The buffer, a ring of whole words read at a bit pointer, holds at least
+    ``window_bits + max_padding + 2 * word_bits`` bits and takes a
     word whenever at least ``word_bits`` bits are free, so ``words.ready`` is a
     register output. While the input is valid and the user drops at most
     ``word_bits`` per cycle on average, ``level`` stays at or above the window size
@@ -65,7 +69,8 @@ class BitReader(wiring.Component):
         self.window_bits = window_bits
         self.command_align_bits = max(STREAM_ALIGN_BITS, word_bits)
         self.reach_bits = window_bits + self.command_align_bits - 1
-        self.capacity = self.reach_bits + 2 * word_bits
+        # whole words: the reach plus two words of room, so words.ready is a register output
+        self.capacity = -(-(self.reach_bits + 2 * word_bits) // word_bits) * word_bits
         super().__init__({
             "words": In(stream.Signature(word_bits)),
             "window": Out(window_bits),
@@ -80,12 +85,18 @@ class BitReader(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        word_bits, capacity = self.word_bits, self.capacity
-        buffer = Signal(capacity)
+        word_bits, capacity, window_bits = self.word_bits, self.capacity, self.window_bits
+        # a ring of whole words: word k of the stream lands in slot k mod slots, and the
+        # window is read at a bit pointer; no shifting of the stored bits (this keeps the
+        # reader to about window_bits x log2(capacity) multiplexers)
+        slots = capacity // word_bits
+        ring = Signal(capacity)
+        read_pointer = Signal(range(capacity))
+        write_slot = Signal(range(slots))
         level = Signal(range(capacity + 1))
         position = Signal(range(self.command_align_bits))  # stream bits dropped, modulo the alignment
 
-        after = Signal(range(self.command_align_bits + self.window_bits + 1))
+        after = Signal(range(self.command_align_bits + window_bits + 1))
         m.d.comb += after.eq(position + self.consume)
         padding = Signal(range(self.command_align_bits))
         with m.If(self.align_command):
@@ -93,10 +104,13 @@ class BitReader(wiring.Component):
         with m.Elif(self.align_superblock):
             m.d.comb += padding.eq((-after)[:(STREAM_ALIGN_BITS - 1).bit_length()])
         total = Signal(range(self.reach_bits + 1))
+        # the ring followed by its first window_bits - 1 bits again, so a window that
+        # wraps around the end is one bit_select
+        unrolled = Cat(ring, ring[:window_bits - 1]) if window_bits > 1 else ring
         m.d.comb += [
             total.eq(self.consume + padding),
             self.ok.eq(level >= total),
-            self.window.eq(buffer[:self.window_bits]),
+            self.window.eq(bit_window(unrolled, read_pointer, window_bits)),
             self.level.eq(level),
             self.words.ready.eq(level <= capacity - word_bits),
         ]
@@ -104,18 +118,16 @@ class BitReader(wiring.Component):
         taken = Signal.like(total)
         with m.If(self.advance):
             m.d.comb += taken.eq(Mux(self.hold_padding, self.consume, total))
-        remaining = Signal(range(capacity + 1))
-        shifted = Signal(capacity)
-        m.d.comb += [
-            remaining.eq(level - taken),
-            shifted.eq(buffer >> taken),
-        ]
+        moved = Signal(range(capacity + self.reach_bits + 1))
+        m.d.comb += moved.eq(read_pointer + taken)
+        m.d.sync += read_pointer.eq(Mux(moved >= capacity, moved - capacity, moved))
         with m.If(self.words.valid & self.words.ready):
             m.d.sync += [
-                buffer.eq(shifted | (self.words.payload << remaining)),
-                level.eq(remaining + word_bits),
+                ring.word_select(write_slot, word_bits).eq(self.words.payload),
+                write_slot.eq(Mux(write_slot == slots - 1, 0, write_slot + 1)),
+                level.eq(level - taken + word_bits),
             ]
         with m.Else():
-            m.d.sync += [buffer.eq(shifted), level.eq(remaining)]
+            m.d.sync += level.eq(level - taken)
         m.d.sync += position.eq(position + taken)
         return m

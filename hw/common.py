@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
-from amaranth.hdl import Const
+from amaranth.hdl import Cat, Const, Mux
 from amaranth.lib import data
 
 from golden.params import (
@@ -28,6 +28,8 @@ __all__ = [
     "check_hardware_params",
     "parameter_checks",
     "popcount",
+    "bit_window",
+    "stream_fifo_depth",
 ]
 
 #: One BF16 value, least significant field first (mantissa 7, exponent 8, sign 1).
@@ -90,3 +92,36 @@ def popcount(bits):
             paired.append(level[-1])
         level = paired
     return level[0]
+
+
+def bit_window(value, offset, width: int):
+    """``value.bit_select(offset, width)`` as a shifter that resolves the offset's
+    most significant bit first.
+
+    Each stage keeps only the bits later stages can still reach (``width`` plus the
+    rest of the offset's range), so the cost is about ``width x offset bits +
+    len(value)`` two-input multiplexers; Yosys maps a plain ``bit_select`` least
+    significant bit first, where every stage is nearly ``len(value)`` wide.
+    Bits past the end of ``value`` read as zero.
+    """
+    offset_bits = len(offset)
+    bits = Cat(value, Const(0, max(0, width + (1 << offset_bits) - 1 - len(value))))
+    for stage in reversed(range(offset_bits)):
+        step = 1 << stage
+        keep = width + step - 1  # bits the stages below this one can still select from
+        bits = Mux(offset[stage], bits[step:step + keep], bits[:keep])
+    return bits[:width]
+
+
+def stream_fifo_depth(params: FormatParams, word_bits: int) -> int:
+    """Words per stream FIFO between an encoder and a decoder wired back to back.
+
+    The decoder needs a group's bitmap bits before it can use that group's other
+    fields, and the encoder emits a bitmap word only once it is full (after
+    ``word_bits / G`` groups); without buffering, the other streams' words fill the
+    decoder's readers first and both ends wait on each other. This depth holds two
+    such spans of the busiest stream (16 bits per value over ``max(G, word_bits)``
+    values), plus slack, rounded up to a power of two.
+    """
+    words = 2 * 16 * max(params.group_size, word_bits) // word_bits + 4
+    return 1 << (words - 1).bit_length()

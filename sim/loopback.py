@@ -7,14 +7,14 @@ streams are written to in a real system: the decoder needs a group's bitmap bits
 before it can use that group's other fields, and the encoder emits a bitmap word
 only once it is full (after ``word_bits / G`` groups), so wired directly the other
 streams' words fill the decoder's readers first and both ends wait on each other.
-:func:`fifo_depth` words hold two such spans of the busiest stream."""
+``hw.common.stream_fifo_depth`` words hold two such spans of the busiest stream."""
 
 from __future__ import annotations
 
 from golden.params import STREAM_NAMES, VERIFICATION_STREAMS, FormatParams
-from hw.common import COMMAND_GROUP_BITS
+from hw.common import COMMAND_GROUP_BITS, stream_fifo_depth
 
-__all__ = ["loopback_verilog", "fifo_depth"]
+__all__ = ["loopback_verilog"]
 
 FIFO_VERILOG = """\
 // A synchronous FIFO (valid/ready on both sides; out__valid from registers only).
@@ -44,13 +44,6 @@ endmodule
 """
 
 
-def fifo_depth(params: FormatParams, word_bits: int) -> int:
-    """Words per stream FIFO: 16 bits per value (the most any stream takes) over two
-    spans of ``max(G, word_bits)`` values, plus slack; a power of two."""
-    words = 2 * 16 * max(params.group_size, word_bits) // word_bits + 4
-    return 1 << (words - 1).bit_length()
-
-
 def loopback_verilog(params: FormatParams, *, lanes: int, word_bits: int) -> str:
     keep_bits = params.group_size.bit_length()  # range(G + 1)
     unary = params.exponent_coding == "unary"
@@ -72,7 +65,7 @@ def loopback_verilog(params: FormatParams, *, lanes: int, word_bits: int) -> str
         f"  output [{16 * lanes}:0] out__payload, output out__valid, input out__ready",
         ");",
     ]
-    depth_bits = fifo_depth(params, word_bits).bit_length() - 1
+    depth_bits = stream_fifo_depth(params, word_bits).bit_length() - 1
     for name in STREAM_NAMES:
         # e_*: encoder side of the FIFO, d_*: decoder side
         lines.append(f"  wire [{word_bits - 1}:0] e_{name}__payload, d_{name}__payload;"
