@@ -102,3 +102,13 @@ def test_superblock_range_decode(case, data):
         whole = bf16_bits(decode(enc, mode)).reshape(-1)
         part = bf16_bits(decode(enc, mode, superblocks=(start, stop)))
         assert torch.equal(part, whole[lo:hi])
+
+
+@given(cases())
+def test_payload_bits_equal_the_encoders(case):
+    """payload_bits (no packing) counts exactly the bits encode writes, per stream."""
+    from golden.codec import payload_bits
+
+    params, x, keep = case
+    enc = encode(x, keep, params)
+    assert payload_bits(x, keep, params) == {name: enc.payload_bits(name) for name in enc.streams}
