@@ -39,7 +39,7 @@ from .calibration_data import CALIBRATION_TEXTS
 from .cassandra_model import _TiedView, calibrate, encoded_weight_names, kv_codebooks
 from .codec import bf16_bits, bf16_from_bits, decode, encode, payload_bits
 from .llama import DenseKVCache, Llama, dense_weights, load_checkpoint
-from .params import SPECULATION_STREAMS, VERIFICATION_STREAMS, FormatParams, keep_count, mantissa_bits_kept
+from .params import SPECULATION_STREAMS, FormatParams, keep_count, mantissa_bits_kept
 from .select import magnitude_topk_mask, wanda_topk_mask
 from .speculative import generate_plain
 
@@ -171,6 +171,7 @@ class AcceptanceHarness:
         self.new_tokens = new_tokens
         self.encoded_names = encoded_weight_names(self.config)
         self._masks: dict = {}
+        self._bits: dict = {}
         self.log(f"model, tokenizer and calibration ready in {time.perf_counter() - t0:.1f} s")
 
     # -- the target ---------------------------------------------------------
@@ -238,6 +239,24 @@ class AcceptanceHarness:
             self._masks[key] = mask
         return self._masks[key]
 
+    def stream_bits(self, key, x_fn, keep_fn, params: FormatParams, codebook=None) -> tuple[int, int, int]:
+        """(speculation, total) payload bits and the kept count of a tensor, cached
+        by ``key``. For raw and unary coding the truncation only moves ``t`` bits per
+        kept value from speculation to verification, so one count at ``t = 0``
+        serves every ``t``: ``speculation(t) = speculation(0) - kept * t``."""
+        linear = params.exponent_coding != "mx"
+        probe = dataclasses.replace(params, mantissa_bits=7) if linear else params
+        full_key = (key, probe)
+        if full_key not in self._bits:
+            keep = keep_fn()
+            bits = payload_bits(x_fn(), keep, probe, codebook=codebook)
+            self._bits[full_key] = (sum(bits[n] for n in SPECULATION_STREAMS), sum(bits.values()),
+                                    int(keep.sum()))
+        spec, total, kept = self._bits[full_key]
+        if linear:
+            spec -= kept * params.truncated_bits
+        return spec, total, kept
+
     def linear_values(self) -> int:
         return sum(self.checkpoint[n].numel() for n in self.encoded_names)
 
@@ -296,9 +315,9 @@ def cassandra_draft(harness: AcceptanceHarness, *, prune: float = 0.4, truncate:
         w = harness.checkpoint[name]
         keep = harness.mask(name, p, selector, group_size)
         weights[name] = _draft_values(w, keep, params).to(harness.compute_dtype)
-        bits = payload_bits(w, keep, params)
-        spec_bits += sum(bits[s] for s in SPECULATION_STREAMS)
-        full_bits += sum(bits.values())
+        spec, total, _ = harness.stream_bits(("w", name, p, selector), lambda: w, lambda: keep, params)
+        spec_bits += spec
+        full_bits += total
         values += w.numel()
 
     kv_params = FormatParams(group_size=harness.config.head_dim, mantissa_bits=mantissa_bits_kept(kv_truncate),
@@ -318,15 +337,20 @@ def cassandra_draft(harness: AcceptanceHarness, *, prune: float = 0.4, truncate:
         return both[0], both[1]
 
     kv_spec = kv_full = kv_values = 0
-    for seq in kv_sample or []:
+    for index, seq in enumerate(kv_sample or []):
         for layer, (k, v) in enumerate(seq.kv):
             H, T, D = k.shape
-            x = torch.stack([k, v]).to(torch.bfloat16).permute(0, 2, 1, 3).reshape(2 * T * H, D)
-            keep = magnitude_topk_mask(x, keep=kv_keep, group_size=D)
-            bits = payload_bits(x, keep, kv_params, codebook=None if books is None else books[layer])
-            kv_spec += sum(bits[s] for s in SPECULATION_STREAMS)
-            kv_full += sum(bits.values())
-            kv_values += x.numel()
+
+            def x_fn(k=k, v=v):
+                return torch.stack([k, v]).to(torch.bfloat16).permute(0, 2, 1, 3).reshape(2 * T * H, D)
+
+            spec, total, _ = harness.stream_bits(
+                ("kv", seq.task_id, index, layer, kv_prune), x_fn,
+                lambda x_fn=x_fn: magnitude_topk_mask(x_fn(), keep=kv_keep, group_size=D), kv_params,
+                codebook=None if books is None else books[layer])
+            kv_spec += spec
+            kv_full += total
+            kv_values += 2 * T * H * D
     name = (f"cassandra {exponent} w{int(prune * 100)}%/t{truncate} kv{int(kv_prune * 100)}%/t{kv_truncate}"
             + (f" {selector}" if selector != "wanda" else "") + (" per-kind" if per_kind else ""))
     return Draft(
