@@ -16,7 +16,20 @@ UNARY_MAX         ?= 8
 MX_BLOCK          ?= 16
 VERILOG_OUT       ?= build/verilog
 
-.PHONY: help venv verilog sim sim-long test stats demo bench vectors clean distclean
+# make fpga: BOARD=ulx3s|icebreaker; LANES, WORD_BITS, EXPONENT, GROUP_SIZE given on the
+# command line override the board's default configuration; ENCODER=1 (encoder + decoder) or
+# ENCODER=0 (decoder only, streams from ROM); DECODER_MHZ / ENCODER_MHZ set the ULX3S PLL clocks
+# (docs/FPGA.md)
+BOARD ?= ulx3s
+FPGA_OUT ?= build/fpga
+FPGA_ARGS = $(if $(filter command line environment,$(origin LANES)),--lanes $(LANES)) \
+	$(if $(filter command line environment,$(origin WORD_BITS)),--word-bits $(WORD_BITS)) \
+	$(if $(filter command line environment,$(origin EXPONENT)),--exponent $(EXPONENT)) \
+	$(if $(filter command line environment,$(origin GROUP_SIZE)),--group-size $(GROUP_SIZE)) \
+	$(if $(filter 1,$(ENCODER)),--encoder)$(if $(filter 0,$(ENCODER)),--decoder-only) \
+	$(if $(DECODER_MHZ),--decoder-mhz $(DECODER_MHZ)) $(if $(ENCODER_MHZ),--encoder-mhz $(ENCODER_MHZ))
+
+.PHONY: help venv verilog sim sim-long test stats demo bench bench-decode vectors fpga area clean distclean
 
 help:
 	@echo "make venv    - create .venv and install the project with its pinned dependencies"
@@ -24,10 +37,14 @@ help:
 	@echo "               (LANES=8 WORD_BITS=64 EXPONENT=unary|raw|mx TRUNCATE=4 GROUP_SIZE=64 ...)"
 	@echo "make sim     - cocotb tests of the emitted Verilog on Verilator (SIM=icarus, WAVES=1)"
 	@echo "make sim-long - the long simulations (>= 1M values through encoder -> decoder)"
+	@echo "make fpga BOARD=ulx3s|icebreaker [LANES=..] - self-test bitstream + LUT/FF/BRAM/Fmax report"
+	@echo "               -> build/fpga/<board>/, reports/fpga-<board>.md (docs/FPGA.md)"
+	@echo "make area    - Yosys generic-gate size (NAND2 equivalents) of decoder and encoder -> reports/area.md"
 	@echo "make test    - run the pytest suite (tests/), including the exhaustive BF16 checks"
 	@echo "make stats   - bits/value table of the default SmolLM2-135M model (paper defaults)"
 	@echo "make demo    - speculative decoding of one prompt on SmolLM2-135M, metrics and lossless check"
-	@echo "make bench   - decode-speed benchmark (this forward pass vs transformers) -> reports/decode_speed.md"
+	@echo "make bench   - acceptance + design-space exploration + comparators + roofline + speed -> reports/bench.md"
+	@echo "make bench-decode - decode speed of this forward pass vs transformers -> reports/decode_speed.md"
 	@echo "make vectors - RTL test vectors from a real run -> build/vectors/"
 	@echo "make clean   - remove build outputs and caches (keeps .venv)"
 	@echo "make distclean - clean, and remove .venv"
@@ -66,6 +83,12 @@ sim: $(STAMP)
 sim-long: $(STAMP)
 	SIM=$(SIM) WAVES=$(WAVES) $(PY) -m pytest -q -s -m long sim
 
+fpga: $(STAMP)
+	$(PY) -m fpga.build --board $(BOARD) --out $(FPGA_OUT) $(FPGA_ARGS)
+
+area: $(STAMP)
+	$(PY) -m fpga.area --out reports/area.md --json reports/area.json
+
 test: $(STAMP)
 	$(PY) -m pytest -q
 
@@ -75,7 +98,11 @@ stats: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/cassandra-sd generate --prompt "Write a Python function that returns the n-th Fibonacci number." --max-new-tokens 48
 
+# make bench: acceptance on HumanEval, DSE, comparators, roofline, HW/SW speed -> reports/bench.md (+ PNGs)
 bench: $(STAMP)
+	$(PY) -m golden.bench_report --out reports
+
+bench-decode: $(STAMP)
 	$(PY) -m golden.bench --out reports/decode_speed.md
 
 vectors: $(STAMP)

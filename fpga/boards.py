@@ -167,10 +167,13 @@ def platform_for(board: str):
     return BuildOnly()
 
 
-#: Board name -> (top class, device, default configuration knobs).
+#: Board name -> (top class, device, default configuration knobs): the largest
+#: configuration that fits each board and meets timing (docs/FPGA.md, "Measured builds").
 BOARDS = {
     "ulx3s": dict(top=ULX3SSelfTest, device="LFE5U-85F-6BG381", family="ecp5",
-                  lanes=16, word_bits=128, exponent="unary", group_size=64, decoder_mhz=100, encoder_mhz=100),
+                  lanes=8, word_bits=64, exponent="raw", group_size=64, decoder_mhz=25, encoder_mhz=20,
+                  encoder=True),
     "icebreaker": dict(top=ICEBreakerSelfTest, device="iCE40UP5K-SG48", family="ice40",
-                       lanes=4, word_bits=32, exponent="raw", group_size=16, decoder_mhz=12, encoder_mhz=12),
+                       lanes=2, word_bits=32, exponent="raw", group_size=16, decoder_mhz=12, encoder_mhz=12,
+                       encoder=False),
 }

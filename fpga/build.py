@@ -93,8 +93,9 @@ def _summary(family: str, utilization: dict, cells: dict) -> dict:
             "slices / COMB": used("TRELLIS_COMB"), "COMB available": available("TRELLIS_COMB"),
         }
     return {
-        "LUT4": sum(v for k, v in cells.items() if k == "SB_LUT4"),
-        "FF": sum(v for k, v in cells.items() if k.startswith("SB_DFF")),
+        # an iCE40 logic cell is one LUT4 and one flip-flop
+        "LUT4": sum(v for k, v in cells.items() if k == "SB_LUT4"), "LUT4 available": available("ICESTORM_LC"),
+        "FF": sum(v for k, v in cells.items() if k.startswith("SB_DFF")), "FF available": available("ICESTORM_LC"),
         "logic cells (ICESTORM_LC)": used("ICESTORM_LC"), "LC available": available("ICESTORM_LC"),
         "BRAM (SB_RAM40_4K)": used("ICESTORM_RAM"), "BRAM available": available("ICESTORM_RAM"),
         "DSP (SB_MAC16)": used("ICESTORM_DSP"), "DSP available": available("ICESTORM_DSP"),
@@ -104,7 +105,7 @@ def _summary(family: str, utilization: dict, cells: dict) -> dict:
 def build(board: str, *, lanes: int | None = None, word_bits: int | None = None, exponent: str | None = None,
           group_size: int | None = None, keep: int | None = None, decoder_mhz: float | None = None,
           encoder_mhz: float | None = None, out: Path = Path("build/fpga"), report: Path | None = None,
-          allow_timing_fail: bool = False) -> dict:
+          allow_timing_fail: bool = False, encoder: bool | None = None) -> dict:
     """Build ``board``'s self-test; returns the report as a dict (also written to
     ``report`` as Markdown and beside it as JSON)."""
     if board not in BOARDS:
@@ -116,7 +117,10 @@ def build(board: str, *, lanes: int | None = None, word_bits: int | None = None,
     group_size = spec["group_size"] if group_size is None else group_size
     params = FormatParams(group_size=group_size, exponent_coding=exponent)
     keep = round(group_size * 0.6) if keep is None else keep  # 40% pruned, the pipeline's default ratio
-    config = SelfTestConfig(params, lanes=lanes, word_bits=word_bits, keep=keep, groups_per_pass=64)
+    encoder = spec["encoder"] if encoder is None else encoder
+    # decoder only: one pass of data sits in ROMs, so keep the block small
+    config = SelfTestConfig(params, lanes=lanes, word_bits=word_bits, keep=keep,
+                            groups_per_pass=64 if encoder else 16, encoder=encoder)
     if spec["family"] == "ecp5":
         top = spec["top"](config, decoder_hz=1e6 * (decoder_mhz or spec["decoder_mhz"]),
                           encoder_hz=1e6 * (encoder_mhz or spec["encoder_mhz"]))
@@ -129,12 +133,12 @@ def build(board: str, *, lanes: int | None = None, word_bits: int | None = None,
     build_dir = Path(out) / board
     report = Path(report) if report else Path("reports") / f"fpga-{board}.md"
     platform = platform_for(board)
-    print(f"[fpga] {board}: {lanes} lanes, {word_bits}-bit words, {exponent}, G={group_size}, keep {keep}; "
+    print(f"[fpga] {board}: {'encoder + decoder' if encoder else 'decoder only'}, {lanes} lanes, {word_bits}-bit words, {exponent}, G={group_size}, keep {keep}; "
           f"decoder {top.decoder_hz / 1e6:g} MHz, encoder {top.encoder_hz / 1e6:g} MHz -> {build_dir}",
           file=sys.stderr, flush=True)
     started = time.monotonic()
     platform.build(top, name=NAME, build_dir=str(build_dir), do_program=False,
-                   nextpnr_opts=f"--report {NAME}.report.json --timing-allow-fail")
+                   nextpnr_opts=f"--report {NAME}.report.json --timing-allow-fail --router router2")
     seconds = time.monotonic() - started
     nextpnr = json.loads((build_dir / f"{NAME}.report.json").read_text())
     cells = _yosys_cells((build_dir / f"{NAME}.rpt").read_text())
@@ -145,7 +149,7 @@ def build(board: str, *, lanes: int | None = None, word_bits: int | None = None,
                    default=0.0)
     result = {
         "board": board, "device": spec["device"],
-        "config": {"lanes": lanes, "word_bits": word_bits, "exponent": exponent, "group_size": group_size,
+        "config": {"encoder": encoder, "groups_per_pass": config.groups_per_pass, "lanes": lanes, "word_bits": word_bits, "exponent": exponent, "group_size": group_size,
                    "keep": keep, "truncated_bits": params.truncated_bits,
                    "superblock_groups": params.superblock_groups,
                    "decoder_mhz": round(top.decoder_hz / 1e6, 3), "encoder_mhz": round(top.encoder_hz / 1e6, 3)},
@@ -175,6 +179,8 @@ def _markdown(r: dict) -> str:
     lines = [
         f"# FPGA self-test build: {r['board']} ({r['device']})",
         "",
+        f"Self-test: {'encoder + decoder' if c['encoder'] else 'decoder only (streams from ROM)'}, "
+        f"{c['groups_per_pass']} groups per pass. "
         f"Configuration: {c['lanes']} lanes, {c['word_bits']}-bit stream words, {c['exponent']} exponents, "
         f"G = {c['group_size']}, keep {c['keep']} of {c['group_size']}, {c['truncated_bits']} bits truncated; "
         f"decoder clock {c['decoder_mhz']:g} MHz, encoder clock {c['encoder_mhz']:g} MHz. "
@@ -219,12 +225,16 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=Path("build/fpga"))
     parser.add_argument("--report", type=Path)
     parser.add_argument("--allow-timing-fail", action="store_true")
+    parser.add_argument("--encoder", dest="encoder", action="store_true", default=None,
+                        help="encoder + decoder self-test (the ulx3s default)")
+    parser.add_argument("--decoder-only", dest="encoder", action="store_false",
+                        help="decoder only, streams from ROM (the icebreaker default: both do not fit)")
     args = parser.parse_args(argv)
     try:
         build(args.board, lanes=args.lanes, word_bits=args.word_bits, exponent=args.exponent,
               group_size=args.group_size, keep=args.keep, decoder_mhz=args.decoder_mhz,
               encoder_mhz=args.encoder_mhz, out=args.out, report=args.report,
-              allow_timing_fail=args.allow_timing_fail)
+              allow_timing_fail=args.allow_timing_fail, encoder=args.encoder)
     except (ValueError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

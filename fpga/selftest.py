@@ -41,6 +41,7 @@ from functools import cached_property
 import torch
 from amaranth.hdl import Cat, Const, DomainRenamer, Module, Mux, Signal
 from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from golden.bitstream import stream_words
@@ -141,6 +142,11 @@ class SelfTestConfig:
         Pattern seed.
     codebook : tuple of int, optional
         Unary codebook; default: the pattern's 8 exponents, then other exponents.
+    encoder : bool
+        True: the encoder formats fresh pattern data every pass. False (decoder
+        only, for FPGAs too small for both): the streams of one pass, encoded by
+        the golden model at build time, play from ROMs, and every pass decodes
+        that same block (the checker's pattern restarts each pass).
     """
 
     params: FormatParams
@@ -153,6 +159,7 @@ class SelfTestConfig:
     report_cycles: int = 1 << 22
     seed: int = 0x5EED
     codebook: tuple[int, ...] | None = None
+    encoder: bool = True
 
     def __post_init__(self):
         p = self.params
@@ -188,10 +195,8 @@ class SelfTestConfig:
         return self.groups_per_pass * self.params.group_size // self.lanes
 
     @cached_property
-    def verification_words_per_pass(self) -> dict[str, int]:
-        """Words of each verification stream per pass: fixed by ``keep`` (every kept
-        value has ``7 - m`` low mantissa bits, every pruned one 16 bits), so one
-        golden encoding of any data gives them."""
+    def block_words(self) -> dict[str, list[int]]:
+        """Each stream's words for the first pass's data, golden-encoded."""
         p = self.params
         values = [v for beat in pattern_beats(self.seed, self.lanes, self.beats_per_pass, p.truncated_bits)
                   for v in beat]
@@ -199,7 +204,14 @@ class SelfTestConfig:
         mask = magnitude_topk_mask(x, keep=self.keep, group_size=p.group_size)
         codebook = list(self.unary_codebook) if p.exponent_coding == "unary" else None
         enc = encode(x, mask, p, codebook=codebook)
-        return {name: len(stream_words(enc.streams[name], self.word_bits)) for name in VERIFICATION_STREAMS}
+        return {name: stream_words(enc.streams[name], self.word_bits) for name in STREAM_NAMES}
+
+    @property
+    def verification_words_per_pass(self) -> dict[str, int]:
+        """Words of each verification stream per pass: fixed by ``keep`` (every kept
+        value has ``7 - m`` low mantissa bits, every pruned one 16 bits), so one
+        golden encoding of any data gives them."""
+        return {name: len(self.block_words[name]) for name in VERIFICATION_STREAMS}
 
 
 class _PatternSource(wiring.Component):
@@ -232,7 +244,7 @@ class _PatternSource(wiring.Component):
                 m.d.sync += [self.beat.eq(0), self.draft.eq(~self.draft)]
                 if cfg.passes:
                     m.d.sync += passes.eq(passes + 1)
-                with m.If(~self.draft):  # rewind for the draft pass
+                with m.If(~self.draft | (not cfg.encoder)):  # rewind for the draft pass (every pass: ROM mode)
                     m.d.sync += [s.eq(v) for s, v in zip(state, saved)]
                 with m.Else():  # fresh data for the next full pass
                     m.d.sync += [s.eq(_hw_xorshift32(s)) for s in state]
@@ -383,6 +395,30 @@ class _Checker(wiring.Component):
         return m
 
 
+class _RomPlayer(wiring.Component):
+    """Plays ``words`` as a stream, over and over (a block RAM with a registered read)."""
+
+    def __init__(self, words: list[int], word_bits: int):
+        self.words_init = list(words)
+        self.word_bits = word_bits
+        super().__init__({"words": Out(stream.Signature(word_bits))})
+
+    def elaborate(self, platform):
+        m = Module()
+        if not self.words_init:
+            return m  # an empty stream (m = 7 has no mantissa_low): never valid
+        count = len(self.words_init)
+        m.submodules.rom = rom = Memory(shape=self.word_bits, depth=count, init=self.words_init,
+                                        attrs={"rom_style": "block"})  # a block RAM, not LUTs
+        read = rom.read_port()
+        address = Signal(range(count))
+        load = ~self.words.valid | self.words.ready
+        m.d.comb += [read.en.eq(load), read.addr.eq(address), self.words.payload.eq(read.data)]
+        with m.If(load):
+            m.d.sync += [self.words.valid.eq(1), address.eq(Mux(address == count - 1, 0, address + 1))]
+        return m
+
+
 class SelfTest(wiring.Component):
     """The self-test core (module docstring) in two clock domains.
 
@@ -430,23 +466,8 @@ class SelfTest(wiring.Component):
         on_enc = DomainRenamer({"sync": enc_domain})
         on_dec = DomainRenamer({"sync": dec_domain})
 
-        # encoder side
-        m.submodules.source = source = on_enc(_PatternSource(cfg))
-        m.submodules.encoder = encoder = on_enc(Encoder(p, lanes=cfg.lanes, word_bits=cfg.word_bits))
-        wiring.connect(m, source.values, encoder.values)
-        enc_commands = Signal(range(max(cfg.passes, 1) + 1))
-        enc_more = (enc_commands != cfg.passes) if cfg.passes else Const(1)
-        m.d.comb += [encoder.cmd.valid.eq(enc_more), encoder.cmd.payload.eq(cfg.groups_per_pass),
-                     encoder.keep.eq(cfg.keep)]
-        if cfg.passes:
-            with m.If(encoder.cmd.valid & encoder.cmd.ready):
-                m.d[enc_domain] += enc_commands.eq(enc_commands + 1)
-
         # decoder side
         m.submodules.decoder = decoder = on_dec(Decoder(p, lanes=cfg.lanes, word_bits=cfg.word_bits))
-        if p.exponent_coding == "unary":
-            for rank, exponent in enumerate(cfg.unary_codebook):
-                m.d.comb += [encoder.codebook[rank].eq(exponent), decoder.codebook[rank].eq(exponent)]
         dec_commands = Signal(range(max(cfg.passes, 1) + 1))
         dec_draft = Signal()  # the next command is a draft pass
         dec_more = (dec_commands != cfg.passes) if cfg.passes else Const(1)
@@ -457,27 +478,53 @@ class SelfTest(wiring.Component):
             if cfg.passes:
                 m.d[dec_domain] += dec_commands.eq(dec_commands + 1)
 
-        # the streams, through FIFOs; verification words of draft passes are dropped
-        words_per_pass = cfg.verification_words_per_pass
-        for name in STREAM_NAMES:
-            if enc_domain == dec_domain:
-                queue = on_enc(fifo.SyncFIFOBuffered(width=cfg.word_bits, depth=self.fifo_depth))
-            else:
-                queue = fifo.AsyncFIFOBuffered(width=cfg.word_bits, depth=self.fifo_depth,
-                                               r_domain=dec_domain, w_domain=enc_domain)
-            m.submodules[f"{name}_fifo"] = queue
-            out, inp = getattr(encoder, name), getattr(decoder, name)
-            m.d.comb += [queue.w_data.eq(out.payload), inp.payload.eq(queue.r_data),
-                         inp.valid.eq(queue.r_rdy), queue.r_en.eq(inp.ready)]
-            words = words_per_pass.get(name, 0)
-            if words:
-                word_index = Signal(range(2 * words), name=f"{name}_word_index")
-                dropping = word_index >= words
-                m.d.comb += [queue.w_en.eq(out.valid & ~dropping), out.ready.eq(queue.w_rdy | dropping)]
-                with m.If(out.valid & out.ready):
-                    m.d[enc_domain] += word_index.eq(Mux(word_index == 2 * words - 1, 0, word_index + 1))
-            else:
-                m.d.comb += [queue.w_en.eq(out.valid), out.ready.eq(queue.w_rdy)]
+        if cfg.encoder:
+            # encoder side
+            m.submodules.source = source = on_enc(_PatternSource(cfg))
+            m.submodules.encoder = encoder = on_enc(Encoder(p, lanes=cfg.lanes, word_bits=cfg.word_bits))
+            wiring.connect(m, source.values, encoder.values)
+            enc_commands = Signal(range(max(cfg.passes, 1) + 1))
+            enc_more = (enc_commands != cfg.passes) if cfg.passes else Const(1)
+            m.d.comb += [encoder.cmd.valid.eq(enc_more), encoder.cmd.payload.eq(cfg.groups_per_pass),
+                         encoder.keep.eq(cfg.keep)]
+            if cfg.passes:
+                with m.If(encoder.cmd.valid & encoder.cmd.ready):
+                    m.d[enc_domain] += enc_commands.eq(enc_commands + 1)
+
+            # the streams, through FIFOs; verification words of draft passes are dropped
+            words_per_pass = cfg.verification_words_per_pass
+            for name in STREAM_NAMES:
+                if enc_domain == dec_domain:
+                    queue = on_enc(fifo.SyncFIFOBuffered(width=cfg.word_bits, depth=self.fifo_depth))
+                else:
+                    queue = fifo.AsyncFIFOBuffered(width=cfg.word_bits, depth=self.fifo_depth,
+                                                   r_domain=dec_domain, w_domain=enc_domain)
+                m.submodules[f"{name}_fifo"] = queue
+                out, inp = getattr(encoder, name), getattr(decoder, name)
+                m.d.comb += [queue.w_data.eq(out.payload), inp.payload.eq(queue.r_data),
+                             inp.valid.eq(queue.r_rdy), queue.r_en.eq(inp.ready)]
+                words = words_per_pass.get(name, 0)
+                if words:
+                    word_index = Signal(range(2 * words), name=f"{name}_word_index")
+                    dropping = word_index >= words
+                    m.d.comb += [queue.w_en.eq(out.valid & ~dropping), out.ready.eq(queue.w_rdy | dropping)]
+                    with m.If(out.valid & out.ready):
+                        m.d[enc_domain] += word_index.eq(Mux(word_index == 2 * words - 1, 0, word_index + 1))
+                else:
+                    m.d.comb += [queue.w_en.eq(out.valid), out.ready.eq(queue.w_rdy)]
+
+        else:
+            # decoder only: each stream's words of one pass loop in a ROM; the decoder
+            # reads the verification streams in full passes only, one block per pass
+            for name in STREAM_NAMES:
+                player = m.submodules[f"{name}_rom"] = on_dec(_RomPlayer(cfg.block_words[name], cfg.word_bits))
+                wiring.connect(m, player.words, getattr(decoder, name))
+
+        if p.exponent_coding == "unary":
+            for rank, exponent in enumerate(cfg.unary_codebook):
+                m.d.comb += decoder.codebook[rank].eq(exponent)
+                if cfg.encoder:
+                    m.d.comb += encoder.codebook[rank].eq(exponent)
 
         # checker, report, LEDs
         m.submodules.checker = checker = on_dec(_Checker(cfg))

@@ -158,7 +158,8 @@ class LineReporter(wiring.Component):
         template = self._template()
         # the characters come from a ROM (a block RAM on FPGAs); digits from the
         # snapshot, one nibble at a time, first printed digit first
-        m.submodules.rom = rom = Memory(shape=8, depth=len(template), init=list(template))
+        m.submodules.rom = rom = Memory(shape=8, depth=len(template), init=list(template),
+                                        attrs={"rom_style": "block"})  # a block RAM, not LUTs
         read = rom.read_port()
         nibbles = []
         snapshot = []

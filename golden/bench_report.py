@@ -86,6 +86,7 @@ def _row(harness, draft, result, *, gamma_for_alpha=4) -> dict:
     }
     if "prune" in draft.info:
         row["J"] = _objective_j(harness, draft, row["alpha"])
+        row["per_kind"] = dict(draft.info.get("per_kind") or {})
     return row
 
 
@@ -142,10 +143,11 @@ def run_bench(*, model=None, quick: bool = False, dev=(0, 8), test=(8, 100), new
     per_kind = []
     if not quick:
         p, t = base["prune"], base["truncate"]
-        for attn, mlp in (((max(p - 0.2, 0.0), t), (min(p + 0.2, 0.8), t)),
-                          ((p, max(t - 2, 0)), (p, min(t + 1, 7)))):
-            per_kind.append(evaluate(cassandra_draft(harness, per_kind={"self_attn": attn, "mlp": mlp},
-                                                     kv_sample=kv_sample, **base)))
+        head = "lm_head" if not harness.config.tie_word_embeddings else "embed_tokens"
+        for kinds in ({"self_attn": (max(p - 0.2, 0.0), t), "mlp": (min(p + 0.2, 0.8), t)},
+                      {"self_attn": (p, max(t - 2, 0)), "mlp": (p, min(t + 1, 7))},
+                      {head: (max(p - 0.2, 0.0), max(t - 2, 0))}):
+            per_kind.append(evaluate(cassandra_draft(harness, per_kind=kinds, kv_sample=kv_sample, **base)))
     candidates = weight_grid + kv_grid + coding + per_kind
     best = max(candidates, key=lambda r: r["speedup"])
     say(f"best overall: {best['name']}, {best['speedup']:.2f}x on {HEADLINE_PLATFORM}")

@@ -352,7 +352,7 @@ def cassandra_draft(harness: AcceptanceHarness, *, prune: float = 0.4, truncate:
             kv_full += total
             kv_values += 2 * T * H * D
     name = (f"cassandra {exponent} w{int(prune * 100)}%/t{truncate} kv{int(kv_prune * 100)}%/t{kv_truncate}"
-            + (f" {selector}" if selector != "wanda" else "") + (" per-kind" if per_kind else ""))
+            + (f" {selector}" if selector != "wanda" else "") + ("".join(f", {kind} {int(pp * 100)}%/t{tt}" for kind, (pp, tt) in per_kind.items())))
     return Draft(
         name, harness.draft_view(weights), kv_read=None if (kv_prune == 0 and kv_truncate == 0 and exponent != "mx")
         else kv_read,
