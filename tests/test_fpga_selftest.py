@@ -70,9 +70,10 @@ def run_selftest(config, *, fault=0, two_clocks=False, max_cycles=40_000):
     return parse_report(lines[-1]), final
 
 
+@pytest.mark.parametrize("encoder", [True, False], ids=["encoder+decoder", "decoder-only"])
 @pytest.mark.parametrize("coding", ["raw", "unary"])
-def test_uart_report_counts(coding):
-    config = small_config(coding)
+def test_uart_report_counts(coding, encoder):
+    config = small_config(coding, encoder=encoder)
     report, final = run_selftest(config)
     expected_values = config.passes * config.groups_per_pass * config.params.group_size
     assert report["values"] == expected_values == 320
@@ -93,8 +94,9 @@ def test_uart_report_two_clocks_escapes():
     assert report == final
 
 
-def test_fault_is_counted():
-    config = small_config("raw")
+@pytest.mark.parametrize("encoder", [True, False], ids=["encoder+decoder", "decoder-only"])
+def test_fault_is_counted(encoder):
+    config = small_config("raw", encoder=encoder)
     report, _ = run_selftest(config, fault=1)
     full_beats = config.passes // 2 * config.beats_per_pass
     # bit 0 of lane 0 flipped on every beat: every full-mode beat has one wrong value,
