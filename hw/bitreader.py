@@ -123,10 +123,14 @@ class BitReader(wiring.Component):
         m.d.sync += read_pointer.eq(Mux(moved >= capacity, moved - capacity, moved))
         with m.If(self.words.valid & self.words.ready):
             m.d.sync += [
-                ring.word_select(write_slot, word_bits).eq(self.words.payload),
                 write_slot.eq(Mux(write_slot == slots - 1, 0, write_slot + 1)),
                 level.eq(level - taken + word_bits),
             ]
+            # one enable per slot (not a `case` on write_slot, which is incomplete when
+            # the slot count is not a power of two)
+            for slot in range(slots):
+                with m.If(write_slot == slot):
+                    m.d.sync += ring[slot * word_bits:(slot + 1) * word_bits].eq(self.words.payload)
         with m.Else():
             m.d.sync += level.eq(level - taken)
         m.d.sync += position.eq(position + taken)
