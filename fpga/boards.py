@@ -81,7 +81,7 @@ class ULX3SSelfTest(Elaboratable):
         m.domains.enc = ClockDomain("enc")
         m.submodules.clk25 = clk25 = io.Buffer("i", platform.request("clk25", 0, dir="-"))
         locked = Signal()
-        dec_clk, enc_clk = Signal(), Signal()
+        dec_clk, enc_clk = Signal(name="dec_clk"), Signal(name="enc_clk")
         m.d.comb += [ClockSignal("dec").eq(dec_clk), ClockSignal("enc").eq(enc_clk)]
         pll = self.pll
         m.submodules.pll = Instance(
@@ -103,8 +103,8 @@ class ULX3SSelfTest(Elaboratable):
             i_PLLWAKESYNC=0, i_ENCLKOP=0,
             o_CLKOP=dec_clk, o_CLKOS=enc_clk, o_LOCK=locked,
         )
-        platform.add_clock_constraint(dec_clk, self.decoder_hz)
-        platform.add_clock_constraint(enc_clk, self.encoder_hz)
+        # no constraints on the PLL outputs: nextpnr derives them from the PLL's
+        # parameters and the 25 MHz input's constraint (the board file sets it)
         m.submodules.reset_dec = ResetSynchronizer(~locked, domain="dec")
         m.submodules.reset_enc = ResetSynchronizer(~locked, domain="enc")
 

@@ -221,4 +221,4 @@ def test_board_top_elaborates(board, tmp_path):
     tx_pin = "L4" if board == "ulx3s" else " 9"
     assert tx_pin in constraints
     if board == "ulx3s":
-        assert "EHXPLLL" in files["selftest.il"] and "FREQUENCY NET" in constraints
+        assert "EHXPLLL" in files["selftest.il"] and "FREQUENCY PORT" in constraints
