@@ -61,6 +61,7 @@ import time
 from pathlib import Path
 
 from golden.params import EXPONENT_CODINGS, FormatParams
+from hw.common import WORD_BITS_CHOICES
 
 __all__ = [
     "DESIGNS",
@@ -127,7 +128,6 @@ YOSYS_SCRIPT = (
 DESIGNS = ("decoder", "encoder")
 DEFAULT_LANES = (4, 8, 16)
 DEFAULT_WORKDIR = Path("build/area")
-_WORD_BITS_CHOICES = (32, 64, 128, 256)  # hw.common.WORD_BITS_CHOICES
 _HEARTBEAT_S = 30.0
 
 
@@ -178,8 +178,8 @@ def check_arguments(design: str, params: FormatParams, lanes: int, word_bits: in
             or lanes & (lanes - 1) or params.group_size % lanes):
         raise ValueError(f"lanes={lanes!r} must be a power of two dividing "
                          f"group_size={params.group_size}")
-    if isinstance(word_bits, bool) or word_bits not in _WORD_BITS_CHOICES:
-        raise ValueError(f"word_bits={word_bits!r} is not one of {_WORD_BITS_CHOICES}")
+    if isinstance(word_bits, bool) or word_bits not in WORD_BITS_CHOICES:
+        raise ValueError(f"word_bits={word_bits!r} is not one of {WORD_BITS_CHOICES}")
     if design == "encoder" and params.exponent_coding == "mx":
         raise ValueError("exponent_coding='mx' has no encoder (mx is decode-only): "
                          "estimate the decoder only")
