@@ -33,6 +33,11 @@ __all__ = ["run_bench", "bench_markdown", "main"]
 GAMMAS = range(1, 9)
 HEADLINE_PLATFORM = "rtx4090"
 CONTEXT = 512  # the context the speedups are modeled at (HumanEval prompts plus answers fit in it)
+# the format decoder as a possible limit: 16-lane units (one beat per clock, measured in
+# simulation) at an assumed ASIC clock, and how many of them
+DECODER_LANES = 16
+DECODER_CLOCK_HZ = 1e9
+DECODER_UNITS = (4, 12, 40)
 
 
 def _bits_of(draft) -> pm.StorageBits:
@@ -148,12 +153,20 @@ def run_bench(*, model=None, quick: bool = False, dev=(0, 8), test=(8, 100), new
                       {"self_attn": (p, max(t - 2, 0)), "mlp": (p, min(t + 1, 7))},
                       {head: (max(p - 0.2, 0.0), max(t - 2, 0))}):
             per_kind.append(evaluate(cassandra_draft(harness, per_kind=kinds, kv_sample=kv_sample, **base)))
-    candidates = weight_grid + kv_grid + coding + per_kind
+    # 5. a finer step around the best weight setting (10% pruning, 1 bit)
+    refine = []
+    if not quick:
+        p, t = base["prune"], base["truncate"]
+        for rp, rt in ((round(p - 0.1, 2), t), (round(p + 0.1, 2), t), (p, t - 1), (p, t + 1)):
+            if 0.0 <= rp <= 0.8 and 0 <= rt <= 7:
+                refine.append(evaluate(cassandra_draft(harness, prune=rp, truncate=rt, kv_prune=base["kv_prune"],
+                                                       kv_truncate=base["kv_truncate"], kv_sample=kv_sample)))
+    candidates = weight_grid + kv_grid + coding + per_kind + refine
     best = max(candidates, key=lambda r: r["speedup"])
     say(f"best overall: {best['name']}, {best['speedup']:.2f}x on {HEADLINE_PLATFORM}")
     best_per_platform = {k: max(candidates, key=lambda r: r["speedups"][k]) for k in pm.PLATFORMS}
 
-    # 5. held-out check of the best setting (shorter continuations: greedy generation is the slow part)
+    # 6. held-out check of the best setting (shorter continuations: greedy generation is the slow part)
     say(f"held-out prompts {test[0]}..{test[1] - 1}, {test_new_tokens} tokens each")
     harness.new_tokens = test_new_tokens
     test_seqs = harness.sequences(humaneval_prompts(*test))
@@ -170,7 +183,7 @@ def run_bench(*, model=None, quick: bool = False, dev=(0, 8), test=(8, 100), new
     result["test_positions"] = sum(s.new_tokens - 1 for s in test_seqs)
     result["test_new_tokens"] = test_new_tokens
 
-    # 6. comparators, same prompts (dev)
+    # 7. comparators, same prompts (dev)
     say("comparators")
     comparators = {"plain BF16": evaluate(plain_draft(harness)), "Cassandra (best)": best}
     comparators["Cassandra, magnitude selector"] = evaluate(cassandra_draft(
@@ -184,7 +197,7 @@ def run_bench(*, model=None, quick: bool = False, dev=(0, 8), test=(8, 100), new
         layer_rows.append(row)
     comparators["layer skip (best of search)"] = max(layer_rows, key=lambda r: r["speedup"])
 
-    # 7. roofline sweep at the best setting, and the Llama-3-8B / Qwen3-8B shapes
+    # 8. roofline sweep at the best setting, and the Llama-3-8B / Qwen3-8B shapes
     bits = pm.StorageBits(best["weight_draft_bits"], best["weight_full_bits"], best["kv_draft_bits"],
                           best["kv_full_bits"])
     tau_by_gamma = {g: r["tau"] for g, r in best["rounds"].items()}
@@ -202,6 +215,19 @@ def run_bench(*, model=None, quick: bool = False, dev=(0, 8), test=(8, 100), new
     paper_check = {key: pm.speculative_speedup(key, "llama-3-8b", paper_bits, gamma=5, context=CONTEXT,
                                                tau=paper_default["rounds"][5]["tau"])["speedup"]
                    for key in ("rtx4090", "orin", "npu")}
+    # the format decoders as a limit: 16-lane units at an ASIC clock of 1 GHz (assumed), and
+    # one unit at the Fmax the ECP5 build reached (docs/FPGA.md)
+    decoder_rows = []
+    for key in pm.PLATFORMS:
+        for shape in ("smollm2-135m", "llama-3-8b"):
+            g = shapes[shape][key]["gamma"]
+            free = pm.speculative_speedup(key, shape, bits, gamma=g, context=CONTEXT, tau=tau_by_gamma[g])
+            row = {"platform": key, "model": shape, "gamma": g, "unlimited": free["speedup"]}
+            for units in DECODER_UNITS:
+                limit = pm.DecoderLimit(units=units, lanes=DECODER_LANES, clock_hz=DECODER_CLOCK_HZ)
+                row[f"units_{units}"] = pm.speculative_speedup(key, shape, bits, gamma=g, context=CONTEXT,
+                                                               tau=tau_by_gamma[g], decoder=limit)["speedup"]
+            decoder_rows.append(row)
     sweep = []
     for shape in pm.SHAPES:
         g = shapes[shape][HEADLINE_PLATFORM]["gamma"]
@@ -209,13 +235,13 @@ def run_bench(*, model=None, quick: bool = False, dev=(0, 8), test=(8, 100), new
                           batches=(1, 2, 4), contexts=(512, 2048, 8192, 32768))
 
     result.update({
-        "weight_grid": weight_grid, "kv_grid": kv_grid, "coding": coding, "per_kind": per_kind,
+        "weight_grid": weight_grid, "kv_grid": kv_grid, "coding": coding, "per_kind": per_kind, "refine": refine,
         "best": best, "best_per_platform": {k: {"name": v["name"], "speedup": v["speedups"][k],
                                                  "gamma": v["best_gamma"][k]} for k, v in best_per_platform.items()},
         "held_out": held_out, "comparators": comparators, "layer_skip": {"search": search, "rows": layer_rows},
         "shapes": {s: {k: {kk: vv for kk, vv in v.items() if not isinstance(vv, dict)} for k, v in per.items()}
                    for s, per in shapes.items()},
-        "paper_check_llama3_8b": paper_check, "sweep": sweep,
+        "paper_check_llama3_8b": paper_check, "sweep": sweep, "decoder_limit": decoder_rows,
     })
     if speed:
         from .bench_speed import measure_speed
@@ -314,7 +340,8 @@ def bench_markdown(r: dict) -> str:
 
     lines += ["### Weights: pruning x truncation (KV 4 bits truncated)", ""] + table(r["weight_grid"])
     lines += ["", "### KV cache: pruning x truncation (best weight setting)", ""] + table(r["kv_grid"])
-    lines += ["", "### Exponent coding and per-kind settings (best setting)", ""] + table(r["coding"] + r["per_kind"])
+    lines += ["", "### Exponent coding, per-kind settings and a finer step (around the best setting)", ""] + table(
+        r["coding"] + r["per_kind"] + r.get("refine", []))
     lines += [
         "",
         "## Comparators (same model, prompts and harness)",
@@ -345,6 +372,23 @@ def bench_markdown(r: dict) -> str:
     for shape, per in r["shapes"].items():
         lines.append(f"| {shape} | " + " | ".join(f"{per[k]['speedup']:.2f}x (g={per[k]['gamma']})"
                                                    for k in pm.PLATFORMS) + " |")
+    lines += [
+        "",
+        f"### The format decoder as a limit ({DECODER_LANES}-lane units, one beat per clock, at an assumed "
+        f"{DECODER_CLOCK_HZ / 1e9:g} GHz)",
+        "",
+        "Every encoded weight and KV value a step reads passes a decoder; with too few units the decoders, not "
+        "memory, set the step time. The paper puts one decoder per GPU memory partition and 40 in its NPU "
+        "(1024 B/cycle). The ECP5 build of the 16-lane decoder reached 36 MHz (docs/FPGA.md): one such unit "
+        f"decodes {DECODER_LANES * 36.35e6 / 1e9:.2f} G values/s.",
+        "",
+        "| platform | model | gamma | no limit | " + " | ".join(f"{u} units" for u in DECODER_UNITS) + " |",
+        "|---|---|---:|---:|" + "---:|" * len(DECODER_UNITS),
+    ]
+    for row in r.get("decoder_limit", []):
+        lines.append(f"| {pm.PLATFORMS[row['platform']].name} | {row['model']} | {row['gamma']} | "
+                     f"{row['unlimited']:.2f}x | " + " | ".join(f"{row[f'units_{u}']:.2f}x" for u in DECODER_UNITS)
+                     + " |")
     lines += ["", "Batch and context sweep (best setting):", ""]
     lines.append(pm.markdown_table(r["sweep"], [("platform", "platform"), ("model", "model"), ("batch", "batch"),
                                                 ("context", "context"), ("gamma", "gamma"),
@@ -377,7 +421,7 @@ def _plots(r: dict, out_dir: Path) -> None:
     import matplotlib.pyplot as plt
 
     # Pareto: draft bytes vs alpha over every Cassandra setting
-    rows = r["weight_grid"] + r["kv_grid"] + r["coding"] + r["per_kind"]
+    rows = r["weight_grid"] + r["kv_grid"] + r["coding"] + r["per_kind"] + r.get("refine", [])
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     xs = [row["draft_mb"] / row["plain_mb"] for row in rows]
     ys = [row["alpha"] for row in rows]
