@@ -17,12 +17,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform as host
 import sys
 import time
 from pathlib import Path
 
-import torch
 
 from . import perfmodel as pm
 from .dse import (AcceptanceHarness, cassandra_draft, humaneval_prompts, layer_skip_draft, plain_draft,
@@ -31,6 +29,8 @@ from .dse import (AcceptanceHarness, cassandra_draft, humaneval_prompts, layer_s
 __all__ = ["run_bench", "bench_markdown", "main"]
 
 GAMMAS = range(1, 9)
+#: display names of golden.perfmodel's platform keys
+PLATFORM_NAMES = {"rtx4090": "RTX 4090", "orin": "Jetson AGX Orin", "npu": "NPU (the paper's)", "h100": "H100 SXM"}
 HEADLINE_PLATFORM = "rtx4090"
 CONTEXT = 512  # the context the speedups are modeled at (HumanEval prompts plus answers fit in it)
 # the format decoder as a possible limit: 16-lane units (one beat per clock, measured in
@@ -38,6 +38,13 @@ CONTEXT = 512  # the context the speedups are modeled at (HumanEval prompts plus
 DECODER_LANES = 16
 DECODER_CLOCK_HZ = 1e9
 DECODER_UNITS = (4, 12, 40)
+
+
+def _machine() -> str:
+    from .bench_speed import machine_info
+
+    m = machine_info()
+    return f"{m['cpu']} ({m['arch']}), {m['usable_cores']} cores, torch {m['torch']} on {m['torch_threads']} threads"
 
 
 def _bits_of(draft) -> pm.StorageBits:
@@ -110,7 +117,7 @@ def run_bench(*, model=None, quick: bool = False, dev=(0, 8), test=(8, 100), new
     dev_seqs = harness.sequences(humaneval_prompts(*dev))
     result = {"model": model or "SmolLM2-135M-Instruct (Q4_1 GGUF -> BF16)", "dev": list(dev), "test": list(test),
               "new_tokens": new_tokens, "quick": quick, "context": CONTEXT,
-              "machine": f"{host.processor() or host.machine()}, {torch.get_num_threads()} torch threads",
+              "machine": _machine(),
               "dev_positions": sum(s.new_tokens - 1 for s in dev_seqs)}
 
     def evaluate(draft, seqs=dev_seqs):
@@ -223,6 +230,10 @@ def run_bench(*, model=None, quick: bool = False, dev=(0, 8), test=(8, 100), new
             g = shapes[shape][key]["gamma"]
             free = pm.speculative_speedup(key, shape, bits, gamma=g, context=CONTEXT, tau=tau_by_gamma[g])
             row = {"platform": key, "model": shape, "gamma": g, "unlimited": free["speedup"]}
+            # units that keep up with memory in the draft step (the step with the fewest bytes per value)
+            values = pm.SHAPES[shape].linear_params + pm.SHAPES[shape].kv_values_per_token * CONTEXT
+            draft_memory_s = free["bytes_draft"] / pm.PLATFORMS[key].bytes_per_second
+            row["units_needed"] = values / draft_memory_s / (DECODER_LANES * DECODER_CLOCK_HZ)
             for units in DECODER_UNITS:
                 limit = pm.DecoderLimit(units=units, lanes=DECODER_LANES, clock_hz=DECODER_CLOCK_HZ)
                 row[f"units_{units}"] = pm.speculative_speedup(key, shape, bits, gamma=g, context=CONTEXT,
@@ -302,20 +313,20 @@ def bench_markdown(r: dict) -> str:
         "|---|---|---:|---:|",
     ]
     for key, v in r["best_per_platform"].items():
-        lines.append(f"| {pm.PLATFORMS[key].name} ({pm.PLATFORMS[key].bandwidth_gb_s:g} GB/s) | {v['name']} | "
+        lines.append(f"| {PLATFORM_NAMES.get(key, key)} ({pm.PLATFORMS[key].bandwidth_gb_s:g} GB/s) | {v['name']} | "
                      f"{v['gamma']} | **{v['speedup']:.2f}x** |")
     ho = r["held_out"]
     lines += [
         "",
         f"Best setting on the dev prompts: **{best['name']}**, alpha {best['alpha']:.3f} (gamma 4), tau "
         f"{best['tau']:.2f} at gamma {best['gamma']}, **{best['speedup']:.2f}x** modeled on the "
-        f"{pm.PLATFORMS[HEADLINE_PLATFORM].name}. On the held-out prompts ({r['test_positions']} draft positions, "
+        f"{PLATFORM_NAMES.get(HEADLINE_PLATFORM, HEADLINE_PLATFORM)}. On the held-out prompts ({r['test_positions']} draft positions, "
         f"{r['test_new_tokens']} tokens each): alpha {ho['best']['alpha']:.3f}, tau {ho['best']['tau']:.2f}, "
         f"**{ho['best']['speedup']:.2f}x**. The paper's default (40% pruned, 4 bits truncated) on the dev "
         f"prompts: alpha {ho['paper default']['alpha']:.3f}, {ho['paper default']['speedup']:.2f}x.",
         "",
         "Llama-3-8B shape with the paper's default setting and the alpha measured here (gamma 5): "
-        + ", ".join(f"{pm.PLATFORMS[k].name} {v:.2f}x" for k, v in r["paper_check_llama3_8b"].items())
+        + ", ".join(f"{PLATFORM_NAMES.get(k, k)} {v:.2f}x" for k, v in r["paper_check_llama3_8b"].items())
         + " (the paper reports 1.78x-2.41x for 8B models with their own, higher alphas).",
         "",
         "## Design-space exploration",
@@ -326,7 +337,7 @@ def bench_markdown(r: dict) -> str:
     cols = ["name", "agreement", "alpha", "gamma", "tau", "weight_draft_bits", "weight_full_bits", "kv_draft_bits",
             "draft_mb", "verify_mb", "J", "speedup"]
     heads = ["setting", "agree", "alpha (g=4)", "best gamma", "tau", "W bits draft", "W bits all", "KV bits draft",
-             "draft MB/step", "verify MB/step", "J", f"speedup ({pm.PLATFORMS[HEADLINE_PLATFORM].name})"]
+             "draft MB/step", "verify MB/step", "J", f"speedup ({PLATFORM_NAMES.get(HEADLINE_PLATFORM, HEADLINE_PLATFORM)})"]
 
     def table(rows):
         out = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
@@ -366,7 +377,7 @@ def bench_markdown(r: dict) -> str:
         "",
         "![Context](bench_context.png)",
         "",
-        "| model | " + " | ".join(pm.PLATFORMS[k].name for k in pm.PLATFORMS) + " |",
+        "| model | " + " | ".join(PLATFORM_NAMES.get(k, k) for k in pm.PLATFORMS) + " |",
         "|---|" + "---:|" * len(pm.PLATFORMS),
     ]
     for shape, per in r["shapes"].items():
@@ -382,15 +393,24 @@ def bench_markdown(r: dict) -> str:
         "(1024 B/cycle). The ECP5 build of the 16-lane decoder reached 36 MHz (docs/FPGA.md): one such unit "
         f"decodes {DECODER_LANES * 36.35e6 / 1e9:.2f} G values/s.",
         "",
-        "| platform | model | gamma | no limit | " + " | ".join(f"{u} units" for u in DECODER_UNITS) + " |",
-        "|---|---|---:|---:|" + "---:|" * len(DECODER_UNITS),
+        "| platform | model | gamma | no limit | " + " | ".join(f"{u} units" for u in DECODER_UNITS)
+        + " | units to keep up |",
+        "|---|---|---:|---:|" + "---:|" * len(DECODER_UNITS) + "---:|",
     ]
     for row in r.get("decoder_limit", []):
-        lines.append(f"| {pm.PLATFORMS[row['platform']].name} | {row['model']} | {row['gamma']} | "
+        lines.append(f"| {PLATFORM_NAMES.get(row['platform'], row['platform'])} | {row['model']} | {row['gamma']} | "
                      f"{row['unlimited']:.2f}x | " + " | ".join(f"{row[f'units_{u}']:.2f}x" for u in DECODER_UNITS)
-                     + " |")
-    lines += ["", "Batch and context sweep (best setting):", ""]
-    lines.append(pm.markdown_table(r["sweep"], [("platform", "platform"), ("model", "model"), ("batch", "batch"),
+                     + f" | {row.get('units_needed', float('nan')):.0f} |")
+    lines += [
+        "",
+        "A unit emits 16 values (32 B of BF16) per clock whatever the draft reads, so at about 6 bits per value "
+        "a draft step needs decoders that emit 16/6 times the memory bandwidth in values: the decoder count "
+        "scales with bandwidth / (bits per value), not with the bytes read.",
+    ]
+    lines += ["", f"Batch and context sweep (best setting, {PLATFORM_NAMES.get(HEADLINE_PLATFORM)}; every "
+              "platform is in bench.json):", ""]
+    lines.append(pm.markdown_table([row for row in r["sweep"] if row["platform"] == HEADLINE_PLATFORM],
+                                   [("model", "model"), ("batch", "batch"),
                                                 ("context", "context"), ("gamma", "gamma"),
                                                 ("bound_verify", "verify bound"), ("speedup", "speedup")],
                                    floatfmt=".3g"))
@@ -448,7 +468,7 @@ def _plots(r: dict, out_dir: Path) -> None:
     names = list(r["comparators"])
     ax.barh(names, [r["comparators"][n]["speedup"] for n in names], color="tab:blue")
     ax.axvline(1.0, color="k", lw=0.8)
-    ax.set_xlabel(f"modeled speedup on {pm.PLATFORMS[HEADLINE_PLATFORM].name} (batch 1)")
+    ax.set_xlabel(f"modeled speedup on {PLATFORM_NAMES.get(HEADLINE_PLATFORM, HEADLINE_PLATFORM)} (batch 1)")
     fig.tight_layout()
     fig.savefig(out_dir / "bench_comparators.png", dpi=120)
     plt.close(fig)
@@ -464,7 +484,7 @@ def _plots(r: dict, out_dir: Path) -> None:
     ax.set_xscale("log", base=2)
     ax.set_xlabel("context (tokens)")
     ax.set_ylabel("modeled speedup")
-    ax.set_title(f"Best setting on {pm.PLATFORMS[HEADLINE_PLATFORM].name}")
+    ax.set_title(f"Best setting on {PLATFORM_NAMES.get(HEADLINE_PLATFORM, HEADLINE_PLATFORM)}")
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out_dir / "bench_context.png", dpi=120)
