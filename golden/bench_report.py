@@ -417,7 +417,10 @@ def bench_markdown(r: dict) -> str:
     if "speed" in r:
         from .bench_speed import speed_markdown
 
-        lines += ["", "## Hardware and software speed", "", speed_markdown(r["speed"])]
+        # the speed report's own headings, one level down, without its title
+        speed = [("#" + line if line.startswith("#") else line)
+                 for line in speed_markdown(r["speed"]).splitlines() if not line.startswith("# ")]
+        lines += ["", "## Hardware and software speed", ""] + speed
     lines += [
         "",
         "## Method and caveats",
