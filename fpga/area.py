@@ -60,7 +60,7 @@ import sys
 import time
 from pathlib import Path
 
-from golden.params import EXPONENT_CODINGS, FormatParams
+from golden.format.params import FormatParams, add_format_arguments, format_params_from_arguments
 from hw.common import WORD_BITS_CHOICES
 
 __all__ = [
@@ -173,7 +173,7 @@ def check_arguments(design: str, params: FormatParams, lanes: int, word_bits: in
     if design not in DESIGNS:
         raise ValueError(f"design={design!r} is not one of {DESIGNS}")
     if not isinstance(params, FormatParams):
-        raise TypeError(f"params must be a golden.params.FormatParams, not {type(params).__name__}")
+        raise TypeError(f"params must be a golden.format.params.FormatParams, not {type(params).__name__}")
     if (isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1
             or lanes & (lanes - 1) or params.group_size % lanes):
         raise ValueError(f"lanes={lanes!r} must be a power of two dividing "
@@ -505,14 +505,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lanes", type=_int, nargs="+", default=list(DEFAULT_LANES))
     parser.add_argument("--word-bits", type=_int, default=None,
                         help="stream word width for every lanes (default 64 up to 8 lanes, 128 for 16)")
-    parser.add_argument("--exponent", choices=EXPONENT_CODINGS, default="unary")
-    parser.add_argument("--group-size", type=_int, default=FormatParams().group_size)
+    add_format_arguments(parser, ("exponent_coding", "group_size"))
     parser.add_argument("--designs", nargs="+", choices=DESIGNS, default=list(DESIGNS))
     parser.add_argument("--workdir", default=str(DEFAULT_WORKDIR),
                         help="RTLIL, Yosys scripts and logs (default build/area)")
     args = parser.parse_args(argv)
 
-    params = FormatParams(group_size=args.group_size, exponent_coding=args.exponent)
+    params = format_params_from_arguments(args)
     designs = list(dict.fromkeys(args.designs))
     if params.exponent_coding == "mx" and "encoder" in designs:
         _log("exponent coding mx is decode-only: estimating the decoder only")

@@ -24,7 +24,8 @@ import sys
 import time
 from pathlib import Path
 
-from golden.params import FormatParams
+from golden.format.params import DEFAULT_PRUNE_RATIO, FormatParams, add_format_arguments, keep_count
+from hw.encoder import ENCODER_EXPONENT_CODINGS
 
 from .boards import BOARDS, platform_for
 from .selftest import SelfTestConfig
@@ -116,7 +117,7 @@ def build(board: str, *, lanes: int | None = None, word_bits: int | None = None,
     exponent = spec["exponent"] if exponent is None else exponent
     group_size = spec["group_size"] if group_size is None else group_size
     params = FormatParams(group_size=group_size, exponent_coding=exponent)
-    keep = round(group_size * 0.6) if keep is None else keep  # 40% pruned, the pipeline's default ratio
+    keep = keep_count(group_size, DEFAULT_PRUNE_RATIO) if keep is None else keep  # the paper's 40% pruned
     encoder = spec["encoder"] if encoder is None else encoder
     # decoder only: one pass of data sits in ROMs, so keep the block small
     config = SelfTestConfig(params, lanes=lanes, word_bits=word_bits, keep=keep,
@@ -217,8 +218,8 @@ def main(argv=None) -> int:
     parser.add_argument("--board", required=True, choices=sorted(BOARDS))
     parser.add_argument("--lanes", type=int)
     parser.add_argument("--word-bits", type=int)
-    parser.add_argument("--exponent", choices=["raw", "unary"])
-    parser.add_argument("--group-size", type=int)
+    add_format_arguments(parser, ("exponent_coding", "group_size"), exponent_codings=ENCODER_EXPONENT_CODINGS,
+                         defaults=False)
     parser.add_argument("--keep", type=int)
     parser.add_argument("--decoder-mhz", type=float)
     parser.add_argument("--encoder-mhz", type=float)

@@ -20,7 +20,7 @@ groups):
    0 (pruned) or the pattern with its truncated mantissa bits cleared (kept), else
    ``draft_err`` counts it; and in each group the values kept must be exactly the
    ``keep`` of largest magnitude, ties to the lower index (the golden selection
-   rule, :func:`golden.select.magnitude_topk_mask`): the checker verifies that the
+   rule, :func:`golden.format.select.magnitude_topk_mask`): the checker verifies that the
    smallest kept key is above the largest pruned key, key = (magnitude, G - 1 -
    index), and counts bad groups in ``topk_err``. (The pattern never produces a
    value whose draft would be 0 when kept - +0 and tiny positive values get their
@@ -44,10 +44,10 @@ from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from golden.bitstream import stream_words
-from golden.codec import encode
-from golden.params import STREAM_NAMES, VERIFICATION_STREAMS, FormatParams
-from golden.select import magnitude_topk_mask
+from golden.format.bitstream import stream_words
+from golden.format.codec import encode
+from golden.format.params import STREAM_NAMES, VERIFICATION_STREAMS, FormatParams
+from golden.format.select import magnitude_topk_mask
 from hw.common import check_hardware_params, popcount, stream_fifo_depth
 from hw.decoder import Decoder
 from hw.encoder import Encoder

@@ -1,5 +1,19 @@
 """Golden (bit-exact reference) model of the Cassandra format and pipeline.
 
+Three packages, each one idea (docs/ARCHITECTURE.md):
+
+* :mod:`golden.format`: the format itself (parameters, bit streams, container,
+  codec, selection). It imports nothing else of the project.
+* :mod:`golden.llm`: a Llama forward pass, model-file readers, the tokenizer and
+  the format-agnostic speculative decoding loop. It knows nothing of the format.
+* :mod:`golden.pipeline`: Cassandra on an LLM: encoded weights and KV cache,
+  calibration, the pipeline, statistics, test vectors and the ``cassandra-sd``
+  command line.
+
+The format's public names are re-exported here and resolved lazily, so that
+``import golden`` (and ``hw/``, which needs only ``golden.format.params``) does
+not import torch:
+
 >>> import torch
 >>> from golden import FormatParams, encode, decode, magnitude_topk_mask, keep_count
 >>> x = torch.randn(4, 128).to(torch.bfloat16)
@@ -10,44 +24,23 @@
 True
 """
 
-from .codec import (
-    DECODE_MODES,
-    CassandraFormatError,
-    EncodedTensor,
-    bf16_bits,
-    bf16_from_bits,
-    decode,
-    decode_bitmap,
-    encode,
-    unary_codebook,
-)
-from .params import (
-    EXPONENT_CODINGS,
-    SPECULATION_STREAMS,
-    STREAM_NAMES,
-    VERIFICATION_STREAMS,
-    FormatParams,
-    keep_count,
-)
-from .select import activation_l2_norm, magnitude_topk_mask, wanda_topk_mask
+from __future__ import annotations
 
-__all__ = [
-    "CassandraFormatError",
-    "DECODE_MODES",
-    "EXPONENT_CODINGS",
-    "EncodedTensor",
-    "FormatParams",
-    "SPECULATION_STREAMS",
-    "STREAM_NAMES",
-    "VERIFICATION_STREAMS",
-    "activation_l2_norm",
-    "bf16_bits",
-    "bf16_from_bits",
-    "decode",
-    "decode_bitmap",
-    "encode",
-    "keep_count",
-    "magnitude_topk_mask",
-    "unary_codebook",
-    "wanda_topk_mask",
-]
+import importlib
+
+from .format import EXPORTS as _FORMAT_EXPORTS
+
+__all__ = sorted(_FORMAT_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _FORMAT_EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

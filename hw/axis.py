@@ -14,7 +14,7 @@ from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from golden.params import STREAM_NAMES, FormatParams
+from golden.format.params import STREAM_NAMES, FormatParams
 
 from .common import COMMAND_GROUP_BITS, parameter_checks
 from .decoder import Decoder

@@ -13,7 +13,7 @@ from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from golden.params import STREAM_ALIGN_BITS
+from golden.format.params import STREAM_ALIGN_BITS
 
 from .common import bit_window
 

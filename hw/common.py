@@ -1,6 +1,6 @@
 """Definitions shared by the Cassandra encoder and decoder RTL.
 
-The format's own parameters come from :class:`golden.params.FormatParams` (one
+The format's own parameters come from :class:`golden.format.params.FormatParams` (one
 definition for golden/, hw/ and sim/); this module adds only what is about the
 hardware: the BF16 field layout, the command layout, and the checks of the
 hardware parameters (lanes, memory word width).
@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from amaranth.hdl import Cat, Const, Mux
 from amaranth.lib import data
 
-from golden.params import (
+from golden.format.params import (
     BF16_BITS,
     BF16_EXPONENT_BITS,
     BF16_MANTISSA_BITS,
@@ -57,7 +57,7 @@ def check_hardware_params(params: FormatParams, *, lanes: int, word_bits: int) -
     :data:`WORD_BITS_CHOICES`.
     """
     if not isinstance(params, FormatParams):
-        raise TypeError(f"params must be a golden.params.FormatParams, not {type(params).__name__}")
+        raise TypeError(f"params must be a golden.format.params.FormatParams, not {type(params).__name__}")
     if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1 or lanes & (lanes - 1):
         raise ValueError(f"lanes={lanes!r} must be a power of two >= 1")
     if lanes > params.group_size:

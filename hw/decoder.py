@@ -10,7 +10,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from golden.params import BF16_EXPONENT_BITS, BF16_MANTISSA_BITS, MX_ESCAPE_BITS, STREAM_NAMES, FormatParams
+from golden.format.params import BF16_EXPONENT_BITS, BF16_MANTISSA_BITS, MX_ESCAPE_BITS, STREAM_NAMES, FormatParams
 
 from .bitreader import BitReader
 from .common import COMMAND_GROUP_BITS, check_hardware_params, parameter_checks, popcount

@@ -1,8 +1,8 @@
-"""Streaming Cassandra encoder (Amaranth 0.5), bit-exact with ``golden.codec.encode``.
+"""Streaming Cassandra encoder (Amaranth 0.5), bit-exact with ``golden.format.codec.encode``.
 
 The encoder takes BF16 values ``lanes`` per beat, selects the ``keep`` values of
 largest magnitude in every group of ``G`` values (the tie rule of
-``golden.select.magnitude_topk_mask``) and writes the five streams of
+``golden.format.select.magnitude_topk_mask``) and writes the five streams of
 docs/FORMAT.md as ``word_bits``-bit little-endian words. See :class:`Encoder`.
 """
 
@@ -12,7 +12,7 @@ from amaranth.hdl import Cat, Const, Elaboratable, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from golden.params import (
+from golden.format.params import (
     BF16_BITS,
     BF16_EXPONENT_BITS,
     STREAM_ALIGN_BITS,
@@ -198,12 +198,12 @@ class Encoder(wiring.Component):
     back-pressure and the sustained rate is ``word_bits / bits-per-beat`` of that
     stream (averaged over the data: pruned_raw carries ``16 * lanes * (1 - keep/G)``
     bits per beat on average). Superblock padding adds at most 63 bits per stream
-    every S groups. Measured in tests/test_hw_encoder.py: 1.0 beat per clock.
+    every S groups. Measured in tests/hw/test_encoder.py: 1.0 beat per clock.
 
     **Latency.** With outputs ready, the first word depending on a group is
     valid ``G / lanes + 2`` cycles after the group's first beat is accepted
     (G/lanes cycles to receive the group, one cycle to select the first beat,
-    one cycle in the packer); measured in tests/test_hw_encoder.py. A word is
+    one cycle in the packer); measured in tests/hw/test_encoder.py. A word is
     emitted only when full, i.e. at the latest at the end of the superblock.
 
     **Reset.** The ``sync`` domain's reset returns every register to idle (no

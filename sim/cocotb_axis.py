@@ -15,7 +15,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import RisingEdge
 from cocotbext.axi import AxiStreamBus, AxiStreamSink, AxiStreamSource
 
-STREAMS = ("bitmap", "sign_mantissa", "exponent", "mantissa_low", "pruned_raw")
+from golden.format.params import STREAM_NAMES
 
 
 def _pauses(seed: int, probability: float):
@@ -47,7 +47,7 @@ async def axis_job(dut):
     if job["design"] == "cassandra_decoder_axis":
         cmd = AxiStreamSource(AxiStreamBus.from_prefix(dut, "s_axis_cmd"), dut.clk, dut.rst)
         sources = {name: AxiStreamSource(AxiStreamBus.from_prefix(dut, f"s_axis_{name}"), dut.clk, dut.rst)
-                   for name in STREAMS}
+                   for name in STREAM_NAMES}
         sink = AxiStreamSink(AxiStreamBus.from_prefix(dut, "m_axis"), dut.clk, dut.rst)
         for port in (cmd, *sources.values(), sink):
             port.set_pause_generator(_pauses(next(seeds), pause))
@@ -68,7 +68,7 @@ async def axis_job(dut):
         cmd = AxiStreamSource(AxiStreamBus.from_prefix(dut, "s_axis_cmd"), dut.clk, dut.rst)
         values = AxiStreamSource(AxiStreamBus.from_prefix(dut, "s_axis"), dut.clk, dut.rst)
         sinks = {name: AxiStreamSink(AxiStreamBus.from_prefix(dut, f"m_axis_{name}"), dut.clk, dut.rst)
-                 for name in STREAMS}
+                 for name in STREAM_NAMES}
         for port in (cmd, values, *sinks.values()):
             port.set_pause_generator(_pauses(next(seeds), pause))
         dut.keep.value = job["keep"]

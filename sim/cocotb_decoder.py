@@ -10,9 +10,8 @@ from pathlib import Path
 
 import cocotb
 
+from golden.format.params import STREAM_NAMES
 from sim.tb import TB, StreamMonitor, StreamSink, StreamSource
-
-STREAMS = ("bitmap", "sign_mantissa", "exponent", "mantissa_low", "pruned_raw")
 
 
 @cocotb.test()
@@ -20,9 +19,9 @@ async def decode_job(dut):
     job = json.loads(Path(os.environ["CASSANDRA_SIM_JOB"]).read_text())
     lanes = job["lanes"]
     tb = TB(dut, seed=job["seed"])
-    sources = {name: StreamSource(tb, name, idle=job["idle"]) for name in ("cmd", *STREAMS)}
+    sources = {name: StreamSource(tb, name, idle=job["idle"]) for name in ("cmd", *STREAM_NAMES)}
     sink = StreamSink(tb, "out", backpressure=job["backpressure"])
-    monitors = [StreamMonitor(tb, name) for name in ("cmd", *STREAMS, "out")]
+    monitors = [StreamMonitor(tb, name) for name in ("cmd", *STREAM_NAMES, "out")]
     if job.get("codebook") is not None:
         dut.codebook.value = sum(int(e) << (8 * r) for r, e in enumerate(job["codebook"]))
     await tb.reset()

@@ -10,9 +10,8 @@ from pathlib import Path
 
 import cocotb
 
+from golden.format.params import STREAM_NAMES
 from sim.tb import TB, StreamMonitor, StreamSink, StreamSource
-
-STREAMS = ("bitmap", "sign_mantissa", "exponent", "mantissa_low", "pruned_raw")
 
 
 @cocotb.test()
@@ -20,8 +19,8 @@ async def encode_job(dut):
     job = json.loads(Path(os.environ["CASSANDRA_SIM_JOB"]).read_text())
     tb = TB(dut, seed=job["seed"])
     sources = {name: StreamSource(tb, name, idle=job["idle"]) for name in ("cmd", "values")}
-    sinks = {name: StreamSink(tb, name, backpressure=job["backpressure"]) for name in STREAMS}
-    monitors = [StreamMonitor(tb, name) for name in ("cmd", "values", *STREAMS)]
+    sinks = {name: StreamSink(tb, name, backpressure=job["backpressure"]) for name in STREAM_NAMES}
+    monitors = [StreamMonitor(tb, name) for name in ("cmd", "values", *STREAM_NAMES)]
     dut.keep.value = job["keep"]
     if job.get("codebook") is not None:
         dut.codebook.value = sum(int(e) << (8 * r) for r, e in enumerate(job["codebook"]))
@@ -46,12 +45,12 @@ async def encode_job(dut):
             continue
         expected = phase["expected"]
         await tb.run_until(
-            lambda: all(len(sinks[name].items) >= len(expected[name]) for name in STREAMS),
+            lambda: all(len(sinks[name].items) >= len(expected[name]) for name in STREAM_NAMES),
             lambda: sum(len(sink.items) for sink in sinks.values()),
             describe=lambda: f"phase {index}: " + ", ".join(
-                f"{name} {len(sinks[name].items)}/{len(expected[name])}" for name in STREAMS))
+                f"{name} {len(sinks[name].items)}/{len(expected[name])}" for name in STREAM_NAMES))
         await tb.cycles(3 * job["beats_per_group"] + 16)
-        for name in STREAMS:
+        for name in STREAM_NAMES:
             got = sinks[name].items
             assert got == expected[name], (
                 f"phase {index}, stream {name}: {len(got)} words, {len(expected[name])} expected; first "

@@ -1,27 +1,59 @@
-"""Golden-side job files for the cocotb benches: what to feed the Verilog and what
-must come out, computed with the golden codec in the pytest process (the cocotb
-modules read them as JSON and need no torch)."""
+"""Golden-side jobs for the RTL: what to feed the decoder and the encoder and what
+must come out, computed with the golden codec.
+
+The cocotb benches read them as JSON job files (:func:`write_job`; the cocotb
+modules need no torch); the Amaranth-simulator harness of ``hw/simulation.py``
+takes :class:`DecodeJob` commands directly (``tests/hw/``, ``bench/``).
+"""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from golden.bitstream import stream_words
-from golden.codec import EncodedTensor, bf16_bits, decode, encode
-from golden.params import SPECULATION_STREAMS, STREAM_NAMES, FormatParams
-from golden.select import magnitude_topk_mask
+from golden.format.bitstream import stream_words
+from golden.format.codec import EncodedTensor, bf16_bits, decode, encode
+from golden.format.params import SPECULATION_STREAMS, STREAM_NAMES, FormatParams
+from golden.format.select import magnitude_topk_mask
 from hw.decoder import decoder_command
+from hw.simulation import DecoderCommand, lane_beats
 
-__all__ = ["encode_tensor", "decoder_phase", "encoder_phase", "beats", "write_job"]
+__all__ = ["encode_tensor", "DecodeJob", "decoder_phase", "encoder_phase", "beats", "write_job"]
 
 
 def encode_tensor(x: torch.Tensor, params: FormatParams, *, keep: int, codebook=None) -> EncodedTensor:
     """Golden encoding with per-group magnitude top-k (the RTL encoder's selection)."""
     mask = magnitude_topk_mask(x, keep=keep, group_size=params.group_size)
     return encode(x, mask, params, codebook=codebook)
+
+
+@dataclass
+class DecodeJob:
+    """One decoder command from the golden model: an encoded tensor and the mode."""
+
+    enc: EncodedTensor
+    full: bool
+
+    @property
+    def groups(self) -> int:
+        return self.enc.num_values // self.enc.params.group_size
+
+    @property
+    def expected(self) -> list[int]:
+        """The 16-bit patterns the decoder must put out (golden ``decode``)."""
+        return bf16_bits(decode(self.enc, "full" if self.full else "draft")).reshape(-1).tolist()
+
+    def words(self, word_bits: int) -> dict[str, list[int]]:
+        """The words each stream carries for this command (verification streams in full mode only)."""
+        return {name: stream_words(self.enc.streams[name], word_bits) for name in STREAM_NAMES
+                if name in SPECULATION_STREAMS or self.full}
+
+    def command(self, word_bits: int) -> DecoderCommand:
+        """This job for ``hw.simulation.run_decoder``."""
+        return DecoderCommand(self.groups, self.full, self.words(word_bits))
 
 
 def decoder_phase(jobs: list[tuple[EncodedTensor, bool]], *, lanes: int, word_bits: int,
@@ -31,12 +63,11 @@ def decoder_phase(jobs: list[tuple[EncodedTensor, bool]], *, lanes: int, word_bi
     words = {name: [] for name in STREAM_NAMES}
     beats = 0
     for enc, full in jobs:
-        groups = enc.num_values // enc.params.group_size
-        commands.append(decoder_command(groups, full))
-        for name in STREAM_NAMES:
-            if name in SPECULATION_STREAMS or full:
-                words[name] += stream_words(enc.streams[name], word_bits)
-        expected += bf16_bits(decode(enc, "full" if full else "draft")).reshape(-1).tolist()
+        job = DecodeJob(enc, full)
+        commands.append(decoder_command(job.groups, full))
+        for name, stream in job.words(word_bits).items():
+            words[name] += stream
+        expected += job.expected
         beats += enc.num_values // lanes
         command_ends.append(beats)
     return {"commands": commands, "words": words, "expected": expected, "beats": beats,
@@ -45,9 +76,7 @@ def decoder_phase(jobs: list[tuple[EncodedTensor, bool]], *, lanes: int, word_bi
 
 def beats(x: torch.Tensor, lanes: int) -> list[int]:
     """A tensor's BF16 patterns as beats of ``lanes`` values (lane i in bits 16i..16i+15)."""
-    flat = bf16_bits(x).reshape(-1).tolist()
-    return [sum((flat[i + lane] & 0xFFFF) << (16 * lane) for lane in range(lanes))
-            for i in range(0, len(flat), lanes)]
+    return lane_beats(bf16_bits(x).reshape(-1).tolist(), lanes)
 
 
 def encoder_phase(tensors: list[torch.Tensor], params: FormatParams, *, keep: int, lanes: int, word_bits: int,

@@ -11,7 +11,7 @@ streams' words fill the decoder's readers first and both ends wait on each other
 
 from __future__ import annotations
 
-from golden.params import STREAM_NAMES, VERIFICATION_STREAMS, FormatParams
+from golden.format.params import STREAM_NAMES, VERIFICATION_STREAMS, FormatParams
 from hw.common import COMMAND_GROUP_BITS, stream_fifo_depth
 
 __all__ = ["loopback_verilog"]

@@ -18,6 +18,8 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly
 
+from hw.simulation import StreamRules
+
 __all__ = ["TB", "StreamSource", "StreamSink", "StreamMonitor"]
 
 
@@ -89,35 +91,25 @@ class StreamSink:
                 self.items.append(_int(self.port.payload))
 
 
-class StreamMonitor:
-    """Asserts the stream rules on one port every cycle: once ``valid`` is high it
-    stays high with the same payload until a cycle where ``ready`` is high.
-    Cycles in reset, and the one after, are exempt. Violations go to ``errors``."""
+class StreamMonitor(StreamRules):
+    """Applies the stream rules (``hw.simulation.StreamRules``, the same rules the
+    Amaranth-simulator tests check) to one port every cycle: once ``valid`` is high it
+    stays high with the same payload until a cycle where ``ready`` is high. Cycles
+    in reset are exempt. Violations go to ``errors``."""
 
     def __init__(self, tb: "TB", name: str):
+        super().__init__(name)
         self.tb = tb
         self.port = _Port(tb.dut, name)
-        self.errors: list[str] = []
-        self.cycles = 0
 
     async def run(self):
-        pending = None
         while True:
             await FallingEdge(self.tb.clk)
             await ReadOnly()
-            self.cycles += 1
-            if self.tb.in_reset:
-                pending = None
-                continue
             valid, ready = _int(self.port.valid), _int(self.port.ready)
             # the payload only means something while valid (4-state simulators show X otherwise)
-            payload = _int(self.port.payload) if valid else None
-            if pending is not None:
-                if not valid:
-                    self.errors.append(f"{self.port.name}: valid dropped before the transfer (cycle {self.cycles})")
-                elif payload != pending:
-                    self.errors.append(f"{self.port.name}: payload changed before the transfer (cycle {self.cycles})")
-            pending = payload if valid and not ready else None
+            payload = _int(self.port.payload) if valid and not self.tb.in_reset else None
+            self.edge(valid=bool(valid), ready=bool(ready), payload=payload, in_reset=self.tb.in_reset)
 
 
 class TB:

@@ -1,5 +1,13 @@
+"""Shared test configuration and fixtures.
+
+``tests/`` mirrors the source tree (``format/``, ``llm/``, ``pipeline/``, ``hw/``,
+``sim/``, ``fpga/``, ``bench/``) and is a package: helpers are imported as
+``tests.samples``, ``tests.tiny_model``, ``tests.format.reference``.
+"""
+
 import os
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 settings.register_profile(
@@ -10,3 +18,26 @@ settings.register_profile(
     derandomize=True,
 )
 settings.load_profile("default")
+
+#: the real-weight tiles the RTL suites use: tensor name -> rows, columns
+SMOLLM2_TILES = {
+    "blk.0.ffn_down.weight": (4, 512),
+    "blk.0.attn_k.weight": (4, 512),
+    "blk.0.ffn_gate.weight": (2, 512),
+}
+
+
+@pytest.fixture(scope="session")
+def smollm2_tiles():
+    """Tiles of real SmolLM2-135M weights (the default GGUF, as BF16), read once:
+    tensor name -> the top-left ``SMOLLM2_TILES[name]`` corner."""
+    from golden.llm.model_files import iter_model_tensors
+
+    tiles = {}
+    for tensor in iter_model_tensors():
+        if tensor.name in SMOLLM2_TILES:
+            rows, cols = SMOLLM2_TILES[tensor.name]
+            tiles[tensor.name] = tensor.tensor[:rows, :cols].clone()
+        if len(tiles) == len(SMOLLM2_TILES):
+            break
+    return tiles

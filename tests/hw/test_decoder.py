@@ -1,0 +1,193 @@
+"""The Amaranth decoder against the golden codec (ref vs rtl), in the Amaranth simulator.
+
+Every run drives all six inputs with random idle cycles and the output with random
+back-pressure (unless it measures throughput), checks the stream rules on every
+port, and compares every output value bit for bit with golden ``decode``.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from golden.format.codec import bf16_from_bits
+from golden.format.params import FormatParams, keep_count
+from hw.decoder import Decoder
+from hw.simulation import run_decoder
+from sim.jobs import DecodeJob, encode_tensor
+from tests.samples import special_values, weights
+
+STALLS = dict(idle=0.3, backpressure=0.3)
+
+
+def _codebook(enc):
+    return enc.codebook.tolist() if enc.codebook is not None else None
+
+
+def check(params: FormatParams, tensors, *, lanes: int, word_bits: int = 64, keep=None, modes=(False, True),
+          codebook=None, seed: int = 0, **run_options):
+    """Encode each tensor, decode it once per mode on the RTL, compare with golden."""
+    keep = keep_count(params.group_size, 0.4) if keep is None else keep
+    jobs = []
+    for tensor in tensors:
+        # one run-time codebook for the run: the first tensor's, unless given
+        enc = encode_tensor(tensor, params, keep=keep, codebook=codebook)
+        codebook = _codebook(enc)
+        jobs += [DecodeJob(enc, full) for full in modes]
+    codebook = _codebook(jobs[0].enc)
+    run = run_decoder(params, [jobs], lanes=lanes, word_bits=word_bits, codebook=codebook, seed=seed,
+                      **run_options)[-1]
+    expected = [value for job in jobs for value in job.expected]
+    assert len(run.values) == len(expected)
+    mismatches = [(i, got, want) for i, (got, want) in enumerate(zip(run.values, expected)) if got != want]
+    assert not mismatches, f"{len(mismatches)} values differ, first (index, rtl, ref): {mismatches[:5]}"
+    # `last` on the final beat of each command, nowhere else
+    ends = list(itertools.accumulate(job.enc.num_values // lanes for job in jobs))
+    assert [i + 1 for i, last in enumerate(run.lasts) if last] == ends
+    assert run.consumed == run.offered, "input words left over or over-read"
+    return run
+
+
+CONFIGS = [
+    # coding, lanes, group_size, mantissa_bits, word_bits, superblock_groups, extra
+    ("raw", 4, 16, 3, 32, 2, {}),
+    ("raw", 8, 64, 0, 64, 1, {}),
+    ("raw", 16, 16, 7, 128, 3, {}),
+    ("unary", 4, 16, 3, 64, 2, {"unary_max_code_length": 2}),
+    ("unary", 8, 64, 3, 32, 1, {}),
+    ("unary", 8, 16, 0, 64, 3, {"unary_max_code_length": 1}),
+    ("unary", 16, 32, 7, 64, 2, {"unary_max_code_length": 16}),
+    ("unary", 16, 16, 5, 256, 2, {"unary_max_code_length": 4}),
+    ("mx", 4, 16, 3, 64, 2, {"mx_block_size": 4}),
+    ("mx", 8, 64, 3, 32, 1, {"mx_block_size": 16}),
+    ("mx", 8, 16, 0, 64, 2, {"mx_block_size": 2}),
+    ("mx", 16, 64, 7, 128, 2, {"mx_block_size": 256}),
+]
+
+
+@pytest.mark.parametrize("coding,lanes,group,mant,word_bits,superblock,extra", CONFIGS,
+                         ids=[f"{c[0]}-l{c[1]}-g{c[2]}-m{c[3]}-w{c[4]}-s{c[5]}" for c in CONFIGS])
+def test_random_tensors_with_stalls(coding, lanes, group, mant, word_bits, superblock, extra):
+    params = FormatParams(group_size=group, mantissa_bits=mant, exponent_coding=coding,
+                          superblock_groups=superblock, **extra)
+    # two tensors with different row counts (a short last superblock), each in draft and full mode
+    tensors = [weights(3, 2 * group, seed=1), weights(2, group, seed=2, scale=3.0)]
+    check(params, tensors, lanes=lanes, word_bits=word_bits, keep=(group * 5) // 8, **STALLS)
+
+
+@pytest.mark.parametrize("coding", ["raw", "unary", "mx"])
+@pytest.mark.parametrize("keep", ["none", "some", "all"])
+def test_special_values_and_keep_extremes(coding, keep):
+    params = FormatParams(group_size=16, exponent_coding=coding, superblock_groups=2, mx_block_size=4,
+                          unary_max_code_length=4)
+    keep = {"none": 0, "some": 9, "all": 16}[keep]
+    x = special_values(16 * 12, seed=3).reshape(4, 48)
+    check(params, [x], lanes=8, keep=keep, **STALLS)
+
+
+@pytest.mark.parametrize("coding", ["unary", "mx"])
+def test_all_bf16_patterns(coding):
+    """Every one of the 65536 patterns, shuffled, 40% pruned, full mode; a quarter
+    of them all kept in draft mode (the golden suite covers the format exhaustively;
+    this covers the RTL's datapath for NaN payloads, infinities and subnormals)."""
+    params = FormatParams(group_size=64, exponent_coding=coding)
+    bits = torch.randperm(1 << 16, generator=torch.Generator().manual_seed(4))
+    x = bf16_from_bits(bits).reshape(256, 256)
+    check(params, [x], lanes=8, word_bits=128, keep=38, modes=(True,))
+    check(params, [x[:64]], lanes=8, word_bits=128, keep=64, modes=(False,))
+
+
+@pytest.mark.parametrize("max_code", [1, 3, 8, 16])
+def test_unary_longest_codes_and_escapes(max_code):
+    """A codebook that misses most exponents (escapes) and ranks the rest last
+    (the longest codes), with codes straddling word and window edges."""
+    params = FormatParams(group_size=32, exponent_coding="unary", unary_max_code_length=max_code,
+                          superblock_groups=2)
+    x = weights(6, 64, seed=5, scale=1.0)
+    present = sorted(set(((x.view(torch.int16).to(torch.int32) >> 7) & 0xFF).reshape(-1).tolist()))
+    absent = [e for e in range(256) if e not in present]
+    codebook = (absent[:max_code - 1] + present[:1])[:max_code]
+    run = check(params, [x], lanes=8, keep=24, codebook=codebook, **STALLS)
+    assert len(run.values) == 2 * x.numel()
+
+
+@pytest.mark.parametrize("block", [2, 4, 8, 32])
+def test_mx_blocks_across_beats(block):
+    """Blocks smaller than a beat (several shared exponents per beat) and larger
+    (one block over several beats), with infinities forcing E_s = 255."""
+    params = FormatParams(group_size=32, exponent_coding="mx", mx_block_size=block, mantissa_bits=2,
+                          superblock_groups=3)
+    x = weights(4, 96, seed=6, scale=0.5)
+    x.view(-1)[::37] = float("inf")
+    x.view(-1)[5::41] = 1e-39  # subnormal
+    check(params, [x], lanes=8, keep=20, **STALLS)
+
+
+@pytest.mark.parametrize("coding", ["raw", "unary", "mx"])
+def test_smollm2_weight_tiles(coding, smollm2_tiles):
+    params = FormatParams(exponent_coding=coding, superblock_groups=4)
+    tiles = [smollm2_tiles[name] for name in ("blk.0.ffn_down.weight", "blk.0.attn_k.weight")]
+    check(params, tiles, lanes=8, **STALLS)
+
+
+@pytest.mark.parametrize("coding", ["raw", "unary", "mx"])
+def test_reset_in_mid_stream(coding):
+    """A reset while words are in flight and beats half out; then a fresh command
+    decodes exactly, and the beats before the reset were correct."""
+    params = FormatParams(group_size=16, exponent_coding=coding, superblock_groups=2, mx_block_size=4)
+    first = encode_tensor(weights(4, 32, seed=7), params, keep=10)
+    second = encode_tensor(weights(3, 32, seed=8), params, keep=10, codebook=_codebook(first))
+    jobs_before = [DecodeJob(first, True)]
+    jobs_after = [DecodeJob(second, False), DecodeJob(second, True)]
+    runs = run_decoder(params, [jobs_before, jobs_after], lanes=4, codebook=_codebook(first),
+                       reset_after_beats=5, **STALLS)
+    before, after = runs
+    assert len(before.beats) == 5
+    assert before.values == jobs_before[0].expected[:5 * 4]
+    assert after.values == jobs_after[0].expected + jobs_after[1].expected
+    assert after.consumed == after.offered
+
+
+THROUGHPUT = [
+    # coding, lanes, word_bits: configurations whose streams fit the word width
+    ("raw", 4, 64), ("unary", 4, 64), ("mx", 4, 64),
+    ("unary", 8, 128), ("mx", 8, 128),
+    ("unary", 16, 256),
+]
+
+
+@pytest.mark.parametrize("coding,lanes,word_bits", THROUGHPUT)
+def test_one_beat_per_clock(coding, lanes, word_bits):
+    """No bubbles: with inputs always valid and the output always ready, one beat
+    per clock over >= 10k values of SmolLM2-like weights (40% pruned), full mode."""
+    params = FormatParams(exponent_coding=coding)
+    x = weights(40, 256, seed=9)  # 10,240 values
+    run = check(params, [x], lanes=lanes, word_bits=word_bits, modes=(True,))
+    assert len(run.values) >= 10_000
+    assert run.beats_per_cycle == 1.0
+    assert run.latency == (4 if coding == "unary" else 3)
+
+
+def test_rate_with_escapes_follows_code_length():
+    """All kept, every exponent escaped (16-bit codes): the parser takes
+    unary_window_bits / 16 codes per clock, so 8 lanes with the default 64-bit
+    window decode half a beat per clock (docs/HARDWARE.md)."""
+    params = FormatParams(group_size=64, exponent_coding="unary")
+    x = weights(8, 256, seed=10, scale=1.0)
+    present = set(((x.view(torch.int16).to(torch.int32) >> 7) & 0xFF).reshape(-1).tolist())
+    codebook = [e for e in range(256) if e not in present][:8]
+    run = check(params, [x], lanes=8, word_bits=128, keep=64, modes=(False,), codebook=codebook)
+    assert run.beats_per_cycle == pytest.approx(0.5, abs=0.01)
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"lanes": 3}, "lanes=3 must be a power of two"),
+    ({"lanes": 128}, "lanes=128 is larger than group_size=64"),
+    ({"word_bits": 48}, "word_bits=48 is not one of"),
+    ({"unary_window_bits": 8}, "unary_window_bits=8 must be an int in 16..4096"),
+])
+def test_bad_parameters(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        Decoder(FormatParams(), **kwargs)

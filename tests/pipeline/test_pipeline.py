@@ -1,0 +1,105 @@
+"""The pipeline on the real SmolLM2-135M: weights and KV cache in Cassandra
+format, draft and verify from the same bytes, output identical to plain BF16
+decoding. And the `cassandra-sd generate` command on a tiny checkpoint folder."""
+
+import json
+
+import pytest
+import torch
+
+from golden.format.codec import EncodedTensor, bf16_bits, decode
+from golden.pipeline import Pipeline, PipelineConfig
+from golden.pipeline.cli import main
+from tests.tiny_model import make_tiny_checkpoint
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return Pipeline(PipelineConfig())  # the paper's defaults: wanda 40%, 4 bits, KV 4 bits, gamma 5
+
+
+def test_weights_live_only_in_cassandra_format(pipe):
+    w = pipe.weights
+    assert len(w.containers) == 30 * 7 + 1  # every linear layer and the tied head
+    assert set(w.raw) == {n for n in w.raw if n.endswith("norm.weight")}  # only RMSNorm weights stay BF16
+    name = "model.layers.3.mlp.down_proj.weight"
+    data = w.containers[name]
+    prefix = len(data) - sum(spec_len for spec_len in _verification_lengths(data))
+    draft_from_prefix = decode(EncodedTensor.from_bytes(data[:prefix], part="speculation"), "draft")
+    assert torch.equal(bf16_bits(draft_from_prefix).float(), bf16_bits(pipe.draft_weights[name].to(torch.bfloat16)).float())
+    assert torch.equal(pipe.target_weights[name], pipe.reference[name])  # full decode is the original
+    assert w.stored_bytes() < w.bf16_bytes()  # smaller than the BF16 model
+
+
+def _verification_lengths(data):
+    enc = EncodedTensor.from_bytes(data)
+    return [enc.streams[n].stored_bits // 8 for n in ("mantissa_low", "pruned_raw")]
+
+
+def test_greedy_lossless_on_real_prompts(pipe):
+    tok = pipe.tokenizer
+    prompts = [
+        tok.encode(tok.format_prompt("What is the capital of France?")),
+        tok.encode("def fibonacci(n):\n    \"\"\"Return the n-th Fibonacci number.\"\"\"\n"),
+        tok.encode(tok.format_prompt("Write a haiku about the sea.")),
+    ]
+    for ids in prompts:
+        report = pipe.run(ids, 32)
+        assert report.lossless, (tok.decode(report.speculative.tokens), tok.decode(report.plain.tokens))
+        m = report.metrics()
+        assert 0 < m["alpha"] <= 1 and 1 <= m["tau"] <= pipe.config.gamma + 1
+        # the draft reads the speculation data only: about 28% of BF16 at these settings
+        assert m["draft_step_bytes"] < 0.35 * m["plain_step_bytes"]
+        assert m["draft_step_bytes"] < m["verify_step_bytes"] < m["plain_step_bytes"]
+
+
+def test_sampling_runs_on_real_model(pipe):
+    pipe.config.sample, pipe.config.temperature = True, 0.8
+    try:
+        report = pipe.run(pipe.tokenizer.encode("The sea is"), 16, check=False)
+    finally:
+        pipe.config.sample = False
+    s = report.speculative
+    assert 1 <= len(s.tokens) <= 16 and all(0 <= t < 49152 for t in s.tokens)
+    assert s.proposed > 0 and 0 <= s.alpha <= 1
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory):
+    return make_tiny_checkpoint(tmp_path_factory.mktemp("tiny-cli"))
+
+
+def test_generate_cli_prompt(tiny_folder, tmp_path, capsys):
+    out = tmp_path / "m.json"
+    rc = main(["generate", "--model", str(tiny_folder), "--prompt", "hello", "--max-new-tokens", "8",
+               "--group-size", "16", "--quiet", "--json", str(out)])
+    text = capsys.readouterr().out
+    assert rc == 0
+    assert "acceptance rate alpha" in text and "IDENTICAL to plain BF16 decoding" in text
+    data = json.loads(out.read_text())
+    assert data["total"]["lossless"] is True and data["total"]["prompts"] == 1
+
+
+def test_generate_cli_humaneval(tiny_folder, capsys):
+    rc = main(["generate", "--model", str(tiny_folder), "--dataset", "humaneval", "--limit", "2",
+               "--max-new-tokens", "6", "--group-size", "16", "--gamma", "3", "--selector", "magnitude",
+               "--exponent", "mx", "--quiet"])
+    text = capsys.readouterr().out
+    assert rc == 0
+    assert "| HumanEval/0 |" in text and "| HumanEval/1 |" in text and "| **all 2** |" in text
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--prompt", "x", "--gamma", "0"], "--gamma 0 must be >= 1"),
+        (["--prompt", "x", "--truncate", "9"], "truncate=9 is out of range"),
+        (["--prompt", "x", "--kv-prune", "1.5"], "--kv-prune 1.5 is out of range"),
+        ([], "give --prompt TEXT or --dataset humaneval"),
+        (["--dataset", "humaneval", "--offset", "500"], "--offset 500 is out of range"),
+    ],
+)
+def test_generate_cli_errors(tiny_folder, capsys, args, message):
+    rc = main(["generate", "--model", str(tiny_folder), "--group-size", "16", "--quiet", *args])
+    assert rc == 2
+    assert message in capsys.readouterr().err
