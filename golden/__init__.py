@@ -26,21 +26,8 @@ True
 
 from __future__ import annotations
 
-import importlib
-
 from .format import EXPORTS as _FORMAT_EXPORTS
+from .format import lazy_exports as _lazy_exports
 
 __all__ = sorted(_FORMAT_EXPORTS)
-
-
-def __getattr__(name: str):
-    module = _FORMAT_EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = _lazy_exports(__name__, _FORMAT_EXPORTS)

@@ -15,17 +15,9 @@ command line starts without importing torch).
 
 from __future__ import annotations
 
-import importlib
+from golden.format import lazy_exports as _lazy_exports
 
 _EXPORTS = dict.fromkeys(("Pipeline", "PipelineConfig", "RunReport"), "golden.pipeline.pipeline")
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = _lazy_exports(__name__, _EXPORTS)
