@@ -22,6 +22,7 @@ from golden.format.params import (
 )
 
 __all__ = [
+    "MAX_LANES",
     "BF16_LAYOUT",
     "WORD_BITS_CHOICES",
     "COMMAND_GROUP_BITS",
@@ -49,6 +50,10 @@ WORD_BITS_CHOICES = (32, 64, 128, 256)
 COMMAND_GROUP_BITS = 32
 
 
+#: Most BF16 values per beat the decoder and encoder are built and tested for.
+MAX_LANES = 16
+
+
 def check_hardware_params(params: FormatParams, *, lanes: int, word_bits: int) -> None:
     """Raise ``ValueError`` naming the value when the hardware parameters are unusable.
 
@@ -60,6 +65,9 @@ def check_hardware_params(params: FormatParams, *, lanes: int, word_bits: int) -
         raise TypeError(f"params must be a golden.format.params.FormatParams, not {type(params).__name__}")
     if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1 or lanes & (lanes - 1):
         raise ValueError(f"lanes={lanes!r} must be a power of two >= 1")
+    if lanes > MAX_LANES:
+        raise ValueError(f"lanes={lanes} is not supported: the decoder and encoder are built and tested "
+                         f"for 1, 2, 4, 8 and {MAX_LANES} lanes")
     if lanes > params.group_size:
         raise ValueError(
             f"lanes={lanes} is larger than group_size={params.group_size}: "

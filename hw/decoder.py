@@ -1,21 +1,45 @@
-"""Streaming Cassandra decoder: format streams in, BF16 lanes out.
+"""Streaming Cassandra decoder: format streams in, BF16 lanes out, one beat per clock.
 
 See docs/HARDWARE.md for the block diagram, ports, timing and integration, and
 docs/FORMAT.md for the bit layout it reads.
+
+Microarchitecture (every stream is decoupled from the others by queues; the only
+place streams meet is a join of registered ``valid`` flags)::
+
+    cmd ─► skid ─► sequencer: groups, superblocks, beats of the command
+                      │ per beat: bitmap descriptor, control (mode, ends)
+                      ▼
+    bitmap ───────► FieldReader ─► fan-out: kept count, prefix counts, mx blocks
+                                    │ per beat, one descriptor to each stream
+         ┌──────────────┬───────────┼──────────────┬──────────────┐
+         ▼              ▼           ▼              ▼              ▼
+    sign_mantissa    exponent    (unary:        mantissa_low   pruned_raw
+    FieldReader      FieldReader  UnaryDecoder)  FieldReader    FieldReader
+         │              │           │              │              │
+         └──────────────┴─────► join ◄─────────────┴──────────────┘
+                                 │ lanes: fields selected by prefix counts, BF16 built
+                                 ▼
+                               skid ─► out
+
+In mx coding the ``mantissa_low`` field widths depend on the decoded values, so the
+join is in two steps: the speculation streams first (draft values and widths), then
+``mantissa_low`` and ``pruned_raw`` through a queue of pending beats.
 """
 
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from golden.format.params import BF16_EXPONENT_BITS, BF16_MANTISSA_BITS, MX_ESCAPE_BITS, STREAM_NAMES, FormatParams
 
-from .bitreader import BitReader
 from .common import COMMAND_GROUP_BITS, check_hardware_params, parameter_checks, popcount
+from .field_reader import FieldReader
+from .pipe import Queue, SkidBuffer
+from .unary import UnaryDecoder
 
-__all__ = ["Decoder", "decoder_command", "decoder_command_layout", "decoder_output_layout"]
+__all__ = ["Decoder", "decoder_command", "decoder_command_layout", "decoder_output_layout", "decoder_status_layout"]
 
 
 def decoder_command_layout() -> data.StructLayout:
@@ -38,8 +62,21 @@ def decoder_output_layout(lanes: int) -> data.StructLayout:
     return data.StructLayout({"values": data.ArrayLayout(16, lanes), "last": 1})
 
 
+def decoder_status_layout() -> data.StructLayout:
+    """The decoder's ``status`` output (registered): ``busy`` (a command is accepted
+    and its last beat not yet delivered) and ``waiting`` (bit ``i`` for stream
+    ``STREAM_NAMES[i]``: the decoder waits for words that stream has not delivered;
+    a bit that stays set while ``busy`` names a stream that ran out)."""
+    return data.StructLayout({"busy": 1, "waiting": len(STREAM_NAMES)})
+
+
 def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
+
+
+def _prefix_counts(bits: list) -> list:
+    """``[popcount(bits[:j]) for j in 0..len(bits)]``."""
+    return [popcount(bits[:j]) for j in range(len(bits) + 1)]
 
 
 class Decoder(wiring.Component):
@@ -52,13 +89,13 @@ class Decoder(wiring.Component):
         size, unary codebook length); fixed at elaboration. The superblock size
         is also taken from it.
     lanes : int
-        BF16 values per output beat: a power of two dividing ``group_size``.
+        BF16 values per output beat: 1, 2, 4, 8 or 16, at most ``group_size``.
     word_bits : int
         Width of every input stream's words (32, 64, 128 or 256).
     unary_window_bits : int, optional
-        Unary coding: exponent-stream bits the code parser looks at per clock.
-        Default ``max(8 * lanes, L_max + 8)``: a beat of all-kept values runs at
-        full rate while its codes average at most 8 bits.
+        Unary coding: exponent-stream bits the code parser looks at per clock, a
+        multiple of 64. Default ``max(64, 8 * lanes)`` rounded up to 64: a beat of
+        all-kept values runs at full rate while its codes average at most 8 bits.
 
     Ports
     -----
@@ -71,6 +108,10 @@ class Decoder(wiring.Component):
         Unary coding only: exponent of rank ``r`` (the container's codebook).
     out : Out(stream.Signature(decoder_output_layout(lanes)))
         Decoded values in index order; ``last`` marks a command's final beat.
+    status : Out(decoder_status_layout())
+        ``busy``, and per stream ``waiting``: the decoder needs words the stream has
+        not delivered (for a few clocks in normal flow; held while ``busy`` and no
+        output moves, it names a stream that ran out). Registered.
     """
 
     def __init__(self, params: FormatParams, *, lanes: int = 8, word_bits: int = 64,
@@ -81,7 +122,7 @@ class Decoder(wiring.Component):
         self.lanes = lanes
         self.word_bits = word_bits
         if unary_window_bits is None:
-            unary_window_bits = max(8 * lanes, params.unary_escape_bits)
+            unary_window_bits = _ceil_div(max(64, 8 * lanes), 64) * 64
         self.unary_window_bits = unary_window_bits
         signature = {"cmd": In(stream.Signature(decoder_command_layout()))}
         for name in STREAM_NAMES:
@@ -89,372 +130,467 @@ class Decoder(wiring.Component):
         if params.exponent_coding == "unary":
             signature["codebook"] = In(data.ArrayLayout(BF16_EXPONENT_BITS, params.unary_max_code_length))
         signature["out"] = Out(stream.Signature(decoder_output_layout(lanes)))
+        signature["status"] = Out(decoder_status_layout())
         super().__init__(signature)
 
     @staticmethod
     def _check(params, lanes, word_bits, unary_window_bits):
         check_hardware_params(params, lanes=lanes, word_bits=word_bits)
-        minimum_window = params.unary_escape_bits
         if unary_window_bits is not None and (
                 isinstance(unary_window_bits, bool) or not isinstance(unary_window_bits, int)
-                or not minimum_window <= unary_window_bits <= 4096):
+                or not 64 <= unary_window_bits <= 1024 or unary_window_bits % 64):
             raise ValueError(
-                f"unary_window_bits={unary_window_bits!r} must be an int in {minimum_window}..4096 "
-                f"(at least one escaped code, L_max + 8 bits)")
+                f"unary_window_bits={unary_window_bits!r} must be a multiple of 64 in 64..1024")
 
-    # -- widths of what each stream can give per beat ------------------------
+    # -- widths of what each stream gives per beat ------------------------------
     @property
     def _mx_blocks_per_beat(self) -> int:
         return _ceil_div(self.lanes, self.params.mx_block_size)
 
-    def _window_bits(self, name: str) -> int:
+    def _max_bits(self, name: str) -> int:
         p, lanes = self.params, self.lanes
-        if name == "bitmap":
-            return lanes
-        if name == "sign_mantissa":
-            return lanes * p.sign_mantissa_bits
-        if name == "exponent":
-            return {"raw": 8 * lanes, "unary": self.unary_window_bits,
-                    "mx": 8 * self._mx_blocks_per_beat}[p.exponent_coding]
-        if name == "mantissa_low":
-            return lanes * (MX_ESCAPE_BITS if p.exponent_coding == "mx" else p.truncated_bits)
-        if name == "pruned_raw":
-            return lanes * 16
-        raise AssertionError(name)
+        return {
+            "bitmap": lanes,
+            "sign_mantissa": lanes * p.sign_mantissa_bits,
+            "exponent": {"raw": 8 * lanes, "unary": 8 * lanes, "mx": 8 * self._mx_blocks_per_beat}[p.exponent_coding],
+            "mantissa_low": lanes * (MX_ESCAPE_BITS if p.exponent_coding == "mx" else p.truncated_bits),
+            "pruned_raw": lanes * 16,
+        }[name]
 
     def elaborate(self, platform):
         m = Module()
         p, lanes = self.params, self.lanes
         coding = p.exponent_coding
-        mant_keep, trunc = p.mantissa_bits, p.truncated_bits
         beats_per_group = p.group_size // lanes
 
+        # ---- stream readers --------------------------------------------------------
         readers = {}
         for name in STREAM_NAMES:
-            width = self._window_bits(name)
-            if width == 0:  # no mantissa_low fields when nothing is truncated
+            if name == "exponent" and coding == "unary":
+                continue
+            max_bits = self._max_bits(name)
+            if max_bits == 0:  # no mantissa_low fields when nothing is truncated
                 m.d.comb += getattr(self, name).ready.eq(0)
                 continue
-            reader = readers[name] = BitReader(word_bits=self.word_bits, window_bits=width)
+            depth = 8 if (coding == "mx" and name in ("mantissa_low", "pruned_raw")) else 2
+            reader = readers[name] = FieldReader(word_bits=self.word_bits, max_bits=max_bits, out_depth=depth)
             m.submodules[f"{name}_reader"] = reader
             wiring.connect(m, wiring.flipped(getattr(self, name)), reader.words)
+        if coding == "unary":
+            unary = UnaryDecoder(p, lanes=lanes, word_bits=self.word_bits, window_bits=self.unary_window_bits)
+            m.submodules.unary = unary
+            wiring.connect(m, wiring.flipped(self.exponent), unary.words)
+            m.d.comb += unary.codebook.as_value().eq(self.codebook.as_value())
+            exponents = unary.out
+        else:
+            exponents = readers["exponent"].out
 
-        # ---- stage 1: commands and the bitmap ------------------------------
+        # ---- sequencer: the command's beats --------------------------------------
+        m.submodules.cmd_skid = cmd_skid = SkidBuffer(decoder_command_layout())
+        wiring.connect(m, wiring.flipped(self.cmd), cmd_skid.i)
+        control_layout = data.StructLayout({"full": 1, "group_start": 1, "superblock_end": 1, "command_end": 1})
+        m.submodules.control_queue = control_queue = Queue(control_layout, depth=8)
+        bitmap = readers["bitmap"]
+
         active = Signal()
         full_mode = Signal()
         groups_left = Signal(COMMAND_GROUP_BITS)
-        group_in_superblock = Signal(range(max(2, p.superblock_groups)))  # >= 1 bit: no zero-width wires
+        last_group = Signal()  # groups_left == 1, registered
+        group_in_superblock = Signal(range(max(2, p.superblock_groups)))
+        last_group_of_superblock = Signal()  # registered
         beat_in_group = Signal(range(max(2, beats_per_group)))
-        last_beat_of_group = beat_in_group == beats_per_group - 1
-        last_group_of_command = groups_left == 1
-        last_group_of_superblock = (group_in_superblock == p.superblock_groups - 1) | last_group_of_command
-
-        bitmap = readers["bitmap"]
-        # stage 1 -> stage 2 register
-        a_valid, a_ready = Signal(), Signal()
-        a_mask = Signal(lanes)
-        a_group_start, a_superblock_end, a_command_end, a_full = Signal(), Signal(), Signal(), Signal()
-        a_free = ~a_valid | a_ready
-        front_fire = Signal()
+        last_beat = beat_in_group == beats_per_group - 1
+        superblock_end = last_beat & (last_group | last_group_of_superblock)
+        command_end = last_beat & last_group
+        emit = Signal()
         m.d.comb += [
-            bitmap.consume.eq(lanes),
-            bitmap.align_superblock.eq(last_beat_of_group & last_group_of_superblock),
-            bitmap.align_command.eq(last_beat_of_group & last_group_of_command),
-            front_fire.eq(active & bitmap.ok & a_free),
-            bitmap.advance.eq(front_fire),
+            emit.eq(active & bitmap.desc.ready & control_queue.i.ready),
+            bitmap.desc.valid.eq(emit),
+            bitmap.desc.payload.delta.eq(lanes),
+            bitmap.desc.payload.align_superblock.eq(superblock_end),
+            bitmap.desc.payload.align_command.eq(command_end),
+            control_queue.i.valid.eq(emit),
+            control_queue.i.payload.full.eq(full_mode),
+            control_queue.i.payload.group_start.eq(beat_in_group == 0),
+            control_queue.i.payload.superblock_end.eq(superblock_end),
+            control_queue.i.payload.command_end.eq(command_end),
+            cmd_skid.o.ready.eq(~active | (emit & command_end)),
         ]
-        with m.If(front_fire):
-            m.d.sync += [
-                a_valid.eq(1),
-                a_mask.eq(bitmap.window[:lanes]),
-                a_group_start.eq(beat_in_group == 0),
-                a_superblock_end.eq(last_beat_of_group & last_group_of_superblock),
-                a_command_end.eq(last_beat_of_group & last_group_of_command),
-                a_full.eq(full_mode),
-            ]
-            with m.If(last_beat_of_group):
+        with m.If(emit):
+            with m.If(last_beat):
                 m.d.sync += [
                     beat_in_group.eq(0),
                     groups_left.eq(groups_left - 1),
+                    last_group.eq(groups_left == 2),
                     group_in_superblock.eq(Mux(last_group_of_superblock, 0, group_in_superblock + 1)),
+                    last_group_of_superblock.eq(Mux(last_group_of_superblock, p.superblock_groups == 1,
+                                                    group_in_superblock == p.superblock_groups - 2)),
                 ]
-                with m.If(last_group_of_command):
+                with m.If(last_group):
                     m.d.sync += active.eq(0)
             with m.Else():
                 m.d.sync += beat_in_group.eq(beat_in_group + 1)
-        with m.Elif(a_ready):
-            m.d.sync += a_valid.eq(0)
-        m.d.comb += self.cmd.ready.eq(~active | (front_fire & last_beat_of_group & last_group_of_command))
-        with m.If(self.cmd.valid & self.cmd.ready & (self.cmd.payload.groups != 0)):
+        with m.If(cmd_skid.o.valid & cmd_skid.o.ready & (cmd_skid.o.payload.groups != 0)):
             m.d.sync += [
                 active.eq(1),
-                full_mode.eq(self.cmd.payload.full),
-                groups_left.eq(self.cmd.payload.groups),
+                full_mode.eq(cmd_skid.o.payload.full),
+                groups_left.eq(cmd_skid.o.payload.groups),
+                last_group.eq(cmd_skid.o.payload.groups == 1),
                 group_in_superblock.eq(0),
+                last_group_of_superblock.eq(p.superblock_groups == 1),
                 beat_in_group.eq(0),
             ]
 
-        # ---- stage 2 (unary only): the exponent code parser ----------------
+        # ---- fan-out: per beat, what every stream gives ------------------------------
+        # F1: mask and control; F2: counts; F3: descriptors pushed to every stream
+        kept_bits = range(lanes + 1)
+        join_layout = data.StructLayout({
+            "mask": lanes,
+            "kept_before": data.ArrayLayout(kept_bits, lanes),
+            "full": 1,
+            "last": 1,
+            "group_start": 1,
+            "superblock_end": 1,
+            "blocks_upto": data.ArrayLayout(kept_bits, lanes),  # mx: blocks started at lanes 0..j
+            "blocks": kept_bits,
+        })
+        m.submodules.join_queue = join_queue = Queue(join_layout, depth=8)
+        destinations = [join_queue.i] + [reader.desc for name, reader in readers.items() if name != "bitmap"]
         if coding == "unary":
-            b_valid, b_ready = Signal(), Signal()
-            b_mask = Signal(lanes)
-            b_group_start, b_superblock_end, b_command_end, b_full = Signal(), Signal(), Signal(), Signal()
-            b_exponents = Signal(8 * lanes)
-            self._unary_parser(m, readers["exponent"],
-                               a_valid, a_ready, a_mask, a_superblock_end, a_command_end,
-                               b_valid, b_ready, b_exponents)
-            with m.If(a_valid & a_ready):
-                m.d.sync += [b_mask.eq(a_mask), b_group_start.eq(a_group_start),
-                             b_superblock_end.eq(a_superblock_end), b_command_end.eq(a_command_end),
-                             b_full.eq(a_full)]
-            c_valid, c_ready, c_mask = b_valid, b_ready, b_mask
-            c_group_start, c_superblock_end, c_command_end, c_full = \
-                b_group_start, b_superblock_end, b_command_end, b_full
-        else:
-            c_valid, c_ready, c_mask = a_valid, a_ready, a_mask
-            c_group_start, c_superblock_end, c_command_end, c_full = \
-                a_group_start, a_superblock_end, a_command_end, a_full
-            b_exponents = None
+            destinations += [unary.beats]
+        fan_advance = Signal()
+        m.d.comb += fan_advance.eq(Cat(*(d.ready for d in destinations)).all())
 
-        # ---- stage 3: fields -> BF16 ---------------------------------------
-        kept = [c_mask[j] for j in range(lanes)]
-        kept_before = [popcount(kept[:j]) for j in range(lanes + 1)]  # index among the beat's kept values
-        kept_count = kept_before[lanes]
-        values = [Signal(16, name=f"value{j}") for j in range(lanes)]
-        sign_mantissa = readers["sign_mantissa"]
-        smw = p.sign_mantissa_bits
-        streams_ok = [sign_mantissa.ok]
-        m.d.comb += sign_mantissa.consume.eq(kept_count * smw)
-        verification_ok = []
+        f1_valid = Signal()
+        f1_mask = Signal(lanes)
+        f1_control = Signal(control_layout)
+        take_beat = bitmap.out.valid & control_queue.o.valid & (fan_advance | ~f1_valid)
+        m.d.comb += [bitmap.out.ready.eq(take_beat), control_queue.o.ready.eq(take_beat)]
+        f1_load = fan_advance | ~f1_valid
+        with m.If(f1_load):
+            m.d.sync += [f1_valid.eq(take_beat), f1_mask.eq(bitmap.out.payload[:lanes]),
+                         f1_control.eq(control_queue.o.payload)]
 
-        def field(reader, index, width):
-            return reader.window.word_select(index, width)
-
-        if coding in ("raw", "unary"):
-            if coding == "raw":
-                exponent = readers["exponent"]
-                m.d.comb += exponent.consume.eq(kept_count * 8)
-                streams_ok.append(exponent.ok)
-            low_reader = readers.get("mantissa_low")
-            if low_reader is not None:
-                m.d.comb += low_reader.consume.eq(kept_count * trunc)
-                verification_ok.append(low_reader.ok)
-            for j in range(lanes):
-                sm = field(sign_mantissa, kept_before[j], smw)
-                if coding == "raw":
-                    exp = field(readers["exponent"], kept_before[j], 8)
-                else:
-                    exp = b_exponents.word_select(kept_before[j], 8)
-                high = sm[:mant_keep] if mant_keep else Const(0, 0)
-                sign = sm[mant_keep]
-                low = field(low_reader, kept_before[j], trunc) if low_reader is not None else Const(0, 0)
-                draft = Cat(Const(0, trunc), high, exp, sign)
-                exact = Cat(low, high, exp, sign)
-                m.d.comb += values[j].eq(Mux(c_full, exact, draft))
-        else:
-            self._mx_lanes(m, readers, c_valid, c_ready, c_group_start, c_full, kept, kept_before,
-                           values, streams_ok, verification_ok)
-
-        pruned = readers["pruned_raw"]
-        m.d.comb += pruned.consume.eq((lanes - kept_count) * 16)
-        verification_ok.append(pruned.ok)
-        full_values = []
-        for j in range(lanes):
-            pruned_index = Signal(range(lanes), name=f"pruned_index{j}")
-            m.d.comb += pruned_index.eq(j - kept_before[j])
-            raw = field(pruned, pruned_index, 16)
-            full_values.append(Mux(kept[j], values[j], Mux(c_full, raw, 0)))
-
-        out_free = ~self.out.valid | self.out.ready
-        all_ok = Signal()
-        m.d.comb += all_ok.eq(Cat(*streams_ok).all() & (~c_full | Cat(*verification_ok).all()))
-        fire = Signal()
-        m.d.comb += [
-            fire.eq(c_valid & out_free & all_ok),
-            c_ready.eq(fire),
-        ]
-        speculation_readers = [readers[name] for name in ("sign_mantissa", "exponent") if name in readers
-                               and not (name == "exponent" and coding == "unary")]
-        verification_readers = [readers[name] for name in ("mantissa_low", "pruned_raw") if name in readers]
-        for reader in speculation_readers + verification_readers:
-            m.d.comb += [
-                reader.align_superblock.eq(c_superblock_end),
-                reader.align_command.eq(c_command_end),
-            ]
-        for reader in speculation_readers:
-            m.d.comb += reader.advance.eq(fire)
-        for reader in verification_readers:
-            m.d.comb += reader.advance.eq(fire & c_full)
-        with m.If(fire):
+        f2_valid = Signal()
+        f2 = Signal(join_layout)
+        f2_kept = Signal(kept_bits)
+        kept = [f1_mask[j] for j in range(lanes)]
+        kept_before = _prefix_counts(kept)
+        mx_starts = None
+        if coding == "mx":
+            # the rank of each kept value in its group decides where a block starts
+            block = p.mx_block_size
+            kept_in_group = Signal(range(p.group_size + 1))
+            base = Mux(f1_control.group_start, 0, kept_in_group)
+            mx_starts = [kept[j] & ((base + kept_before[j])[:block.bit_length() - 1] == 0) for j in range(lanes)]
+            with m.If(fan_advance & f1_valid):
+                m.d.sync += kept_in_group.eq(base + kept_before[lanes])
+        with m.If(fan_advance):
             m.d.sync += [
-                self.out.valid.eq(1),
-                self.out.payload.values.as_value().eq(Cat(*full_values)),
-                self.out.payload.last.eq(c_command_end),
+                f2_valid.eq(f1_valid),
+                f2.mask.eq(f1_mask),
+                f2.full.eq(f1_control.full),
+                f2.last.eq(f1_control.command_end),
+                f2.group_start.eq(f1_control.group_start),
+                f2.superblock_end.eq(f1_control.superblock_end),
+                f2_kept.eq(kept_before[lanes]),
             ]
-        with m.Elif(self.out.ready):
-            m.d.sync += self.out.valid.eq(0)
+            m.d.sync += [f2.kept_before[j].eq(kept_before[j]) for j in range(lanes)]
+            if mx_starts is not None:
+                starts_upto = _prefix_counts(mx_starts)
+                m.d.sync += [f2.blocks_upto[j].eq(starts_upto[j + 1]) for j in range(lanes)]
+                m.d.sync += f2.blocks.eq(starts_upto[lanes])
+
+        f2_pruned = lanes - f2_kept
+        m.d.comb += [
+            join_queue.i.valid.eq(f2_valid & fan_advance),
+            join_queue.i.payload.eq(f2),
+        ]
+
+        def push(reader_name, delta, condition=1):
+            desc = readers[reader_name].desc
+            m.d.comb += [
+                desc.valid.eq(f2_valid & fan_advance & condition),
+                desc.payload.delta.eq(delta),
+                desc.payload.align_superblock.eq(f2.superblock_end),
+                desc.payload.align_command.eq(f2.last),
+            ]
+
+        push("sign_mantissa", f2_kept * p.sign_mantissa_bits)
+        if coding == "raw":
+            push("exponent", f2_kept * 8)
+        elif coding == "mx":
+            push("exponent", f2.blocks * 8)
+        else:
+            m.d.comb += [
+                unary.beats.valid.eq(f2_valid & fan_advance),
+                unary.beats.payload.kept.eq(f2_kept),
+                unary.beats.payload.superblock_end.eq(f2.superblock_end),
+                unary.beats.payload.command_end.eq(f2.last),
+            ]
+        if "mantissa_low" in readers and coding != "mx":
+            push("mantissa_low", f2_kept * p.truncated_bits, f2.full)
+        push("pruned_raw", f2_pruned * 16, f2.full)
+
+        # ---- join and lanes ----------------------------------------------------------
+        m.submodules.out_skid = out_skid = SkidBuffer(decoder_output_layout(lanes))
+        wiring.connect(m, out_skid.o, wiring.flipped(self.out))
+        if coding == "mx":
+            self._mx_lanes(m, readers, join_queue, exponents, out_skid)
+        else:
+            self._lanes(m, readers, join_queue, exponents, out_skid)
+
+        # ---- status ------------------------------------------------------------------
+        waiting = []
+        for name in STREAM_NAMES:
+            if name in readers:
+                waiting.append(readers[name].starved)
+            elif name == "exponent":  # unary: a beat at the join waits on codes, no word offered
+                unary_waiting = Signal()
+                m.d.sync += unary_waiting.eq(join_queue.o.valid & ~exponents.valid & ~unary.words.valid)
+                waiting.append(unary_waiting)
+            else:
+                waiting.append(Const(0, 1))
+        in_flight = Signal(range(256))  # commands accepted, last beat not delivered (< 256 beats fit inside)
+        accepted = cmd_skid.o.valid & cmd_skid.o.ready & (cmd_skid.o.payload.groups != 0)
+        delivered = self.out.valid & self.out.ready & self.out.payload.last
+        m.d.sync += [
+            in_flight.eq(in_flight + accepted - delivered),
+            self.status.busy.eq((in_flight + accepted - delivered != 0) | cmd_skid.o.valid),
+            self.status.waiting.eq(Cat(*waiting)),
+        ]
         return m
 
-    # ------------------------------------------------------------------------
-    def _unary_parser(self, m, reader, a_valid, a_ready, a_mask, a_superblock_end, a_command_end,
-                      b_valid, b_ready, b_exponents):
-        """Decode the head beat's unary codes, up to ``lanes`` per clock within
-        ``unary_window_bits`` stream bits; a beat whose codes do not fit takes more
-        clocks (its decoded exponents wait in ``held``)."""
+    # ------------------------------------------------------------------------------
+    def _lanes(self, m, readers, join_queue, exponents, out_skid):
+        """raw and unary: one join of every stream, then the lanes (2 stages)."""
         p, lanes = self.params, self.lanes
-        max_code = p.unary_max_code_length
-        window_bits = self.unary_window_bits
-        level = reader.level
-        window = reader.window
-        needed = popcount(a_mask[j] for j in range(lanes))
-        done = Signal(range(lanes + 1))  # codes of the head beat decoded in earlier clocks
-        held = Signal(8 * lanes)
-        remaining = Signal(range(lanes + 1))
-        m.d.comb += remaining.eq(needed - done)
+        mant_keep, trunc, smw = p.mantissa_bits, p.truncated_bits, p.sign_mantissa_bits
+        sm, pr = readers["sign_mantissa"], readers["pruned_raw"]
+        ml = readers.get("mantissa_low")
+        advance = out_skid.i.ready
+        desc = join_queue.o.payload
+        verification_ready = pr.out.valid & (ml.out.valid if ml is not None else 1)
+        fire = Signal()
+        m.d.comb += fire.eq(join_queue.o.valid & sm.out.valid & exponents.valid
+                            & (~desc.full | verification_ready) & advance)
+        m.d.comb += [join_queue.o.ready.eq(fire), sm.out.ready.eq(fire), exponents.ready.eq(fire),
+                     pr.out.ready.eq(fire & desc.full)]
+        if ml is not None:
+            m.d.comb += ml.out.ready.eq(fire & desc.full)
 
-        starts = [Const(0, range(window_bits + 1))]
-        exps = []
-        fits = []
-        for i in range(lanes):
-            start = starts[i]
-            bits = Signal(max_code + 8, name=f"code{i}_bits")
-            m.d.comb += bits.eq(window.bit_select(start, max_code + 8))
-            zeros = Signal(range(max_code + 1), name=f"code{i}_zeros")
-            m.d.comb += zeros.eq(max_code)
-            for z in reversed(range(max_code)):
-                with m.If(bits[z]):
-                    m.d.comb += zeros.eq(z)
-            escaped = zeros == max_code
-            length = Mux(escaped, max_code + 8, zeros + 1)
-            exponent = Signal(8, name=f"code{i}_exponent")
-            m.d.comb += exponent.eq(Mux(escaped, bits[max_code:max_code + 8],
-                                         self.codebook.as_value().word_select(zeros[:max(1, (max_code - 1).bit_length())], 8)
-                                         if max_code > 1 else self.codebook[0]))
-            end = Signal(range(window_bits + max_code + 9), name=f"code{i}_end")
-            m.d.comb += end.eq(start + length)
-            fit = Signal(name=f"code{i}_fits")
-            m.d.comb += fit.eq((end <= window_bits) & (end <= level) & (i < remaining) & (fits[-1] if fits else 1))
-            fits.append(fit)
-            next_start = Signal(range(window_bits + 1), name=f"code{i + 1}_start")
-            m.d.comb += next_start.eq(Mux(fit, end, start))
-            starts.append(next_start)
-            exps.append(exponent)
-        decoded = popcount(fits)
-        used = starts[lanes]
+        # L1: the beat's windows
+        l1_valid = Signal()
+        l1 = Signal(desc.shape())
+        l1_sm = Signal(len(sm.out.payload))
+        l1_exp = Signal(len(exponents.payload))
+        l1_ml = Signal(len(ml.out.payload)) if ml is not None else None
+        l1_pr = Signal(len(pr.out.payload))
+        with m.If(advance):
+            m.d.sync += [l1_valid.eq(fire), l1.eq(desc), l1_sm.eq(sm.out.payload), l1_exp.eq(exponents.payload),
+                         l1_pr.eq(pr.out.payload)]
+            if ml is not None:
+                m.d.sync += l1_ml.eq(ml.out.payload)
 
-        merged = Signal(8 * lanes)
+        # L2: each lane's fields, selected by the prefix counts
+        l2_valid = Signal()
+        l2_last = Signal()
+        l2_full = Signal()
+        l2_kept = Signal(lanes)
+        l2_sm = [Signal(smw, name=f"lane{j}_sm") for j in range(lanes)]
+        l2_exp = [Signal(8, name=f"lane{j}_exp") for j in range(lanes)]
+        l2_ml = [Signal(trunc, name=f"lane{j}_ml") for j in range(lanes)]
+        l2_pr = [Signal(16, name=f"lane{j}_pr") for j in range(lanes)]
+        with m.If(advance):
+            m.d.sync += [l2_valid.eq(l1_valid), l2_last.eq(l1.last), l2_full.eq(l1.full), l2_kept.eq(l1.mask)]
+            for j in range(lanes):
+                index = l1.kept_before[j][:max(1, (lanes - 1).bit_length())]
+                pruned_index = Signal(range(lanes), name=f"lane{j}_pruned_index")
+                m.d.comb += pruned_index.eq(j - l1.kept_before[j])
+                m.d.sync += [
+                    l2_sm[j].eq(l1_sm.word_select(index, smw) if lanes > 1 else l1_sm[:smw]),
+                    l2_exp[j].eq(l1_exp.word_select(index, 8) if lanes > 1 else l1_exp[:8]),
+                    l2_pr[j].eq(l1_pr.word_select(pruned_index, 16) if lanes > 1 else l1_pr[:16]),
+                ]
+                if ml is not None:
+                    m.d.sync += l2_ml[j].eq(l1_ml.word_select(index, trunc) if lanes > 1 else l1_ml[:trunc])
+
+        values = []
         for j in range(lanes):
-            slot = merged.word_select(j, 8)
-            m.d.comb += slot.eq(held.word_select(j, 8))
-            for i in range(lanes):
-                with m.If((done + i == j) & fits[i]):
-                    m.d.comb += slot.eq(exps[i])
-
-        b_free = ~b_valid | b_ready
-        complete = Signal()
+            sm_field = l2_sm[j]
+            high = sm_field[:mant_keep] if mant_keep else Const(0, 0)
+            sign = sm_field[mant_keep]
+            low = l2_ml[j] if ml is not None else Const(0, 0)
+            draft = Cat(Const(0, trunc), high, l2_exp[j], sign)
+            exact = Cat(low, high, l2_exp[j], sign)
+            values.append(Mux(l2_kept[j], Mux(l2_full, exact, draft), Mux(l2_full, l2_pr[j], 0)))
         m.d.comb += [
-            reader.consume.eq(used),
-            reader.align_superblock.eq(a_superblock_end),
-            reader.align_command.eq(a_command_end),
-            complete.eq(a_valid & (decoded == remaining) & reader.ok & b_free),
-            reader.advance.eq(complete | (a_valid & (decoded != 0))),
-            # the padding after the beat's last code goes only when the beat completes
-            reader.hold_padding.eq(~complete),
-            a_ready.eq(complete),
+            out_skid.i.valid.eq(l2_valid),
+            out_skid.i.payload.values.as_value().eq(Cat(*values)),
+            out_skid.i.payload.last.eq(l2_last),
         ]
-        with m.If(complete):
-            m.d.sync += [done.eq(0), b_valid.eq(1), b_exponents.eq(merged)]
-        with m.Else():
-            with m.If(a_valid):
-                m.d.sync += [done.eq(done + decoded), held.eq(merged)]
-            with m.If(b_ready):
-                m.d.sync += b_valid.eq(0)
 
-    # ------------------------------------------------------------------------
-    def _mx_lanes(self, m, readers, c_valid, c_ready, c_group_start, c_full, kept, kept_before,
-                  values, streams_ok, verification_ok):
+    # ------------------------------------------------------------------------------
+    def _mx_lanes(self, m, readers, join_queue, exponents, out_skid):
         """mx (Cassandra-2): shared exponents per block of ``mx_block_size`` kept
-        values of a group; exact full decode from the dropped bits (FORMAT.md 7)."""
+        values of a group; exact full decode from the dropped bits (FORMAT.md 7).
+        Join 1 takes the speculation streams and gives the draft values and the
+        ``mantissa_low`` field widths; join 2 takes ``mantissa_low`` and ``pruned_raw``."""
         p, lanes = self.params, self.lanes
-        mant_keep, trunc = p.mantissa_bits, p.truncated_bits
-        block = p.mx_block_size
-        smw = p.sign_mantissa_bits
-        sign_mantissa, exponent = readers["sign_mantissa"], readers["exponent"]
-        low_reader = readers["mantissa_low"]
+        mant_keep, trunc, smw = p.mantissa_bits, p.truncated_bits, p.sign_mantissa_bits
+        sm, ml, pr = readers["sign_mantissa"], readers["mantissa_low"], readers["pruned_raw"]
+        blocks_per_beat = self._mx_blocks_per_beat
+        block_index_bits = max(1, (blocks_per_beat - 1).bit_length())
 
-        kept_in_group = Signal(range(p.group_size + 1))  # kept values of the group in earlier beats
+        pending_layout = data.StructLayout({
+            "draft": data.ArrayLayout(16, lanes),
+            "kept": lanes,
+            "full": 1,
+            "last": 1,
+            "kept_before": data.ArrayLayout(range(lanes + 1), lanes),
+            "offset": data.ArrayLayout(range(lanes * MX_ESCAPE_BITS + 1), lanes),
+            "width": data.ArrayLayout(range(MX_ESCAPE_BITS + 1), lanes),
+            "shifted": data.ArrayLayout(BF16_MANTISSA_BITS, lanes),  # (A << D)[:7]
+            "exponent": data.ArrayLayout(8, lanes),  # e (0 when the value was subnormal)
+            "nonzero": lanes,
+            "sign": lanes,
+        })
+        m.submodules.pending = pending = fifo.SyncFIFOBuffered(width=pending_layout.size, depth=16)
+        pending_in = data.View(pending_layout, pending.w_data)
+        ml_desc = ml.desc
+        # join 1 advances while the pending queue and mantissa_low's descriptors have room
+        advance1 = Signal()
+        m.d.comb += advance1.eq((pending.level < 12) & ml_desc.ready)
+
+        desc = join_queue.o.payload
+        fire1 = Signal()
+        m.d.comb += [
+            fire1.eq(join_queue.o.valid & sm.out.valid & exponents.valid & advance1),
+            join_queue.o.ready.eq(fire1), sm.out.ready.eq(fire1), exponents.ready.eq(fire1),
+        ]
+        # M1: the beat's speculation windows
+        m1_valid = Signal()
+        m1 = Signal(desc.shape())
+        m1_sm = Signal(len(sm.out.payload))
+        m1_exp = Signal(len(exponents.payload))
+        with m.If(advance1):
+            m.d.sync += [m1_valid.eq(fire1), m1.eq(desc), m1_sm.eq(sm.out.payload), m1_exp.eq(exponents.payload)]
+
+        # M2: per lane, the shared exponent, q, e', D and the draft value
         current_exponent = Signal(8)  # shared exponent of the block in progress
-        base = Mux(c_group_start, 0, kept_in_group)
-        starts = []
-        for j in range(lanes):
-            rank = base + kept_before[j]
-            starts.append(kept[j] & ((rank % block) == 0))
-        starts_upto = [popcount(starts[:j + 1]) for j in range(lanes)]
-        block_count = starts_upto[-1]
-        m.d.comb += exponent.consume.eq(block_count * 8)
-        streams_ok.append(exponent.ok)
-
+        with m.If(advance1 & m1_valid & (m1.blocks != 0)):
+            m.d.sync += current_exponent.eq(
+                m1_exp.word_select((m1.blocks - 1)[:block_index_bits], 8) if blocks_per_beat > 1 else m1_exp[:8])
+        m2_valid = Signal()
+        m2 = Signal(pending_layout)
+        m2_superblock_end = Signal()
+        with m.If(advance1):
+            m.d.sync += [m2_valid.eq(m1_valid), m2.kept.eq(m1.mask), m2.full.eq(m1.full), m2.last.eq(m1.last),
+                         m2_superblock_end.eq(m1.superblock_end)]
+            m.d.sync += [m2.kept_before[j].eq(m1.kept_before[j]) for j in range(lanes)]
         widths = []
-        lows = []
-        draft_values = []
         for j in range(lanes):
+            kept_j = m1.mask[j]
+            index = m1.kept_before[j][:max(1, (lanes - 1).bit_length())]
+            field = m1_sm.word_select(index, smw) if lanes > 1 else m1_sm[:smw]
+            started = m1.blocks_upto[j]
             shared = Signal(8, name=f"mx{j}_shared")
-            m.d.comb += shared.eq(Mux(starts_upto[j] == 0, current_exponent,
-                                      exponent.window.word_select((starts_upto[j] - 1)[:max(1, (self._mx_blocks_per_beat - 1).bit_length())], 8)
-                                      if self._mx_blocks_per_beat > 1 else exponent.window[:8]))
-            sm = sign_mantissa.window.word_select(kept_before[j], smw)
+            m.d.comb += shared.eq(Mux(started == 0, current_exponent,
+                                      m1_exp.word_select((started - 1)[:block_index_bits], 8)
+                                      if blocks_per_beat > 1 else m1_exp[:8]))
             aligned = Signal(mant_keep + 1, name=f"mx{j}_aligned")
             sign = Signal(name=f"mx{j}_sign")
-            m.d.comb += [aligned.eq(sm[:mant_keep + 1]), sign.eq(sm[mant_keep + 1])]
+            m.d.comb += [aligned.eq(field[:mant_keep + 1]), sign.eq(field[mant_keep + 1])]
             top = Signal(range(mant_keep + 1), name=f"mx{j}_top")  # msb(A)
             for q in range(mant_keep + 1):
                 with m.If(aligned[q]):
                     m.d.comb += top.eq(q)
-            # e' = E_s - m + q, as a signed value
-            recovered = Signal(range(-mant_keep, 256 + 1), name=f"mx{j}_exponent")
+            recovered = Signal(range(-mant_keep, 256 + 1), name=f"mx{j}_exponent")  # e' = E_s - m + q
             m.d.comb += recovered.eq(shared - mant_keep + top)
             normal = recovered >= 1
             nonzero = aligned != 0
             dropped = Signal(range(16), name=f"mx{j}_dropped")  # D
             m.d.comb += dropped.eq(Mux(normal, (mant_keep - top) + trunc, shared - 1 + trunc))
             width = Signal(range(MX_ESCAPE_BITS + 1), name=f"mx{j}_width")
-            m.d.comb += width.eq(Mux(kept[j], Mux(nonzero, dropped, MX_ESCAPE_BITS), 0))
+            m.d.comb += width.eq(Mux(kept_j, Mux(nonzero, dropped, MX_ESCAPE_BITS), 0))
             widths.append(width)
-            # draft value (FORMAT.md section 8)
+            shifted = (aligned << dropped)[:15]
             draft = Signal(16, name=f"mx{j}_draft")
-            normal_mantissa = Signal(BF16_MANTISSA_BITS, name=f"mx{j}_normal_mantissa")
-            m.d.comb += normal_mantissa.eq((aligned << dropped)[:BF16_MANTISSA_BITS])  # D = 7 - q: hidden bit shifted out
-            with m.If(~nonzero):
-                m.d.comb += draft.eq(sign << 15)
+            with m.If(~kept_j | ~nonzero):
+                m.d.comb += draft.eq(Mux(kept_j, sign << 15, 0))
             with m.Elif(normal):
-                m.d.comb += draft.eq(Cat(normal_mantissa, recovered[:8], sign))
+                m.d.comb += draft.eq(Cat(shifted[:BF16_MANTISSA_BITS], recovered[:8], sign))
             with m.Else():
-                m.d.comb += draft.eq(Cat((aligned << dropped)[:15], sign))  # D = E_s - 1 + t here
-            draft_values.append(draft)
-            lows.append((j, width, dropped, aligned, recovered, normal, nonzero, sign))
-
+                m.d.comb += draft.eq(Cat(shifted, sign))  # D = E_s - 1 + t here
+            with m.If(advance1):
+                m.d.sync += [
+                    m2.draft[j].eq(draft),
+                    m2.width[j].eq(width),
+                    m2.shifted[j].eq(shifted[:BF16_MANTISSA_BITS]),
+                    m2.exponent[j].eq(Mux(normal, recovered[:8], 0)),
+                    m2.nonzero[j].eq(nonzero),
+                    m2.sign[j].eq(sign),
+                ]
+        # M3: offsets of the mantissa_low fields (prefix sums of the widths)
+        m3_valid = Signal()
+        m3 = Signal(pending_layout)
+        m3_total = Signal(range(lanes * MX_ESCAPE_BITS + 1))
+        m3_superblock_end = Signal()
         offsets = [Const(0, 1)]
         for j in range(lanes):
-            offsets.append(offsets[-1] + widths[j])
-        m.d.comb += low_reader.consume.eq(offsets[lanes])
-        verification_ok.append(low_reader.ok)
-        for j, width, dropped, aligned, recovered, normal, nonzero, sign in lows:
-            raw = Signal(MX_ESCAPE_BITS, name=f"mx{j}_low")
-            m.d.comb += raw.eq(low_reader.window.bit_select(offsets[j], MX_ESCAPE_BITS))
-            low = Signal(MX_ESCAPE_BITS, name=f"mx{j}_low_masked")
-            m.d.comb += low.eq(raw & ((1 << width) - 1))
-            exact = Signal(16, name=f"mx{j}_exact")
-            mantissa = ((aligned << dropped) | low)[:BF16_MANTISSA_BITS]
-            with m.If(nonzero):
-                m.d.comb += exact.eq(Cat(mantissa, Mux(normal, recovered[:8], 0), sign))
-            with m.Else():
-                m.d.comb += exact.eq(Cat(low, sign))
-            m.d.comb += values[j].eq(Mux(c_full, exact, draft_values[j]))
+            offsets.append(offsets[-1] + m2.width[j])
+        with m.If(advance1):
+            m.d.sync += [m3_valid.eq(m2_valid), m3.eq(m2), m3_total.eq(offsets[lanes]),
+                         m3_superblock_end.eq(m2_superblock_end)]
+            m.d.sync += [m3.offset[j].eq(offsets[j]) for j in range(lanes)]
+        m.d.comb += [
+            pending.w_en.eq(m3_valid & advance1),
+            pending_in.eq(m3),
+            ml_desc.valid.eq(m3_valid & advance1 & m3.full),
+            ml_desc.payload.delta.eq(m3_total),
+            ml_desc.payload.align_superblock.eq(m3_superblock_end),
+            ml_desc.payload.align_command.eq(m3.last),
+        ]
 
-        fire = c_valid & c_ready
-        with m.If(fire):
-            m.d.sync += kept_in_group.eq(base + kept_before[lanes])
-            with m.If(block_count != 0):
-                m.d.sync += current_exponent.eq(
-                    exponent.window.word_select((block_count - 1)[:max(1, (self._mx_blocks_per_beat - 1).bit_length())], 8)
-                    if self._mx_blocks_per_beat > 1 else exponent.window[:8])
+        # join 2: a pending beat with its verification windows
+        advance2 = out_skid.i.ready
+        entry = data.View(pending_layout, pending.r_data)
+        fire2 = Signal()
+        m.d.comb += [
+            fire2.eq(pending.r_rdy & (~entry.full | (ml.out.valid & pr.out.valid)) & advance2),
+            pending.r_en.eq(fire2),
+            ml.out.ready.eq(fire2 & entry.full),
+            pr.out.ready.eq(fire2 & entry.full),
+        ]
+        # N1: the beat and its windows; N2: each lane's low field; then the values
+        n1_valid = Signal()
+        n1 = Signal(pending_layout)
+        n1_ml = Signal(len(ml.out.payload))
+        n1_pr = Signal(len(pr.out.payload))
+        with m.If(advance2):
+            m.d.sync += [n1_valid.eq(fire2), n1.eq(entry), n1_ml.eq(ml.out.payload), n1_pr.eq(pr.out.payload)]
+        n2_valid = Signal()
+        n2 = Signal(pending_layout)
+        n2_low = [Signal(MX_ESCAPE_BITS, name=f"mx{j}_low") for j in range(lanes)]
+        n2_pr = [Signal(16, name=f"mx{j}_pruned") for j in range(lanes)]
+        with m.If(advance2):
+            m.d.sync += [n2_valid.eq(n1_valid), n2.eq(n1)]
+            for j in range(lanes):
+                raw = n1_ml.bit_select(n1.offset[j], MX_ESCAPE_BITS)
+                pruned_index = Signal(range(lanes), name=f"mx{j}_pruned_index")
+                m.d.comb += pruned_index.eq(j - n1.kept_before[j])
+                m.d.sync += [
+                    n2_low[j].eq(raw & ((1 << n1.width[j]) - 1)[:MX_ESCAPE_BITS]),
+                    n2_pr[j].eq(n1_pr.word_select(pruned_index, 16) if lanes > 1 else n1_pr[:16]),
+                ]
+        values = []
+        for j in range(lanes):
+            low = n2_low[j]
+            mantissa = (n2.shifted[j] | low[:BF16_MANTISSA_BITS])
+            exact = Mux(n2.nonzero[j], Cat(mantissa, n2.exponent[j], n2.sign[j]), Cat(low, n2.sign[j]))
+            values.append(Mux(n2.kept[j], Mux(n2.full, exact, n2.draft[j]), Mux(n2.full, n2_pr[j], 0)))
+        m.d.comb += [
+            out_skid.i.valid.eq(n2_valid),
+            out_skid.i.payload.values.as_value().eq(Cat(*values)),
+            out_skid.i.payload.last.eq(n2.last),
+        ]

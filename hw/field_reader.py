@@ -1,0 +1,229 @@
+"""A stream reader that turns memory words into one window of a beat's fields per clock.
+
+Every input stream of the decoder has one :class:`FieldReader`. A *descriptor* per
+beat says how many bits the beat takes from the stream (``delta``) and whether the
+beat ends a superblock (the stream then skips to its next 64-bit boundary) or a
+command (it skips to its next word boundary). The reader puts out, per descriptor,
+the next ``max_bits`` stream bits starting at the beat's first bit (bits at and
+above ``delta`` are don't-care).
+
+Microarchitecture (every loop is short, every handshake registered)::
+
+    words ─► skid ─► [pair 32-bit words] ─► ring of R words (slot = word index mod R)
+                                                │
+    desc ─► queue ─► head: need, advance, next offset (precomputed one clock ahead)
+                           │
+                           pop = head valid & need <= words available & room
+                           │
+                     capture the words the beat spans ─► shift by the bit offset
+                     (two pipeline stages) ─► out queue ─► out
+
+The only loop is the pop: a small compare of registered word counts, then the
+pointer and offset registers load values computed in the clock before. The bit
+arithmetic (offset + delta, rounded up at superblock and command ends) is done for
+the next descriptor while the current one waits, from the current one's result.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from golden.format.params import STREAM_ALIGN_BITS
+
+from .common import WORD_BITS_CHOICES, parameter_checks
+from .pipe import Queue, SkidBuffer, write_at
+
+__all__ = ["FieldReader", "field_descriptor_layout"]
+
+
+def field_descriptor_layout(max_bits: int) -> data.StructLayout:
+    """One beat's use of a stream: ``delta`` data bits, then the padding to the next
+    64-bit boundary (``align_superblock``) or word boundary (``align_command``)."""
+    return data.StructLayout({"delta": range(max_bits + 1), "align_superblock": 1, "align_command": 1})
+
+
+def _shift_right(value, offset, keep: int, *, scale: int = 0):
+    """``(value >> (offset << scale))[:keep]`` as a mux tree that resolves the offset's
+    most significant bit first (each stage keeps only the bits later stages can still
+    reach). Bits past the end of ``value`` read as zero."""
+    bits = value
+    for stage in reversed(range(len(offset))):
+        step = 1 << (stage + scale)
+        width = keep + (1 << scale) * ((1 << stage) - 1)  # what the stages below can still select
+        missing = step + width - len(bits)
+        padded = Cat(bits, Const(0, missing)) if missing > 0 else bits
+        bits = Mux(offset[stage], padded[step:step + width], padded[:width])
+    return bits[:keep]
+
+
+class FieldReader(wiring.Component):
+    """Variable-rate reader of one stream, one beat per clock.
+
+    Parameters
+    ----------
+    word_bits : int
+        Width of the input words (32, 64, 128 or 256); 32-bit words are paired.
+    max_bits : int
+        The most data bits one beat takes (``delta``), and the width of ``out``.
+    out_depth : int
+        Entries of the output queue (default 2).
+
+    Ports
+    -----
+    words : In(stream.Signature(word_bits))
+    desc : In(stream.Signature(field_descriptor_layout(max_bits)))
+    out : Out(stream.Signature(max_bits))
+        One window per descriptor: stream bits from the beat's first bit.
+    starved : Out(1)
+        Registered: the next beat waits for words the stream has not delivered.
+    """
+
+    def __init__(self, *, word_bits: int, max_bits: int, out_depth: int = 2):
+        with parameter_checks(self):
+            if word_bits not in WORD_BITS_CHOICES:
+                raise ValueError(f"word_bits={word_bits!r} is not one of {WORD_BITS_CHOICES}")
+            if isinstance(max_bits, bool) or not isinstance(max_bits, int) or max_bits < 1:
+                raise ValueError(f"max_bits={max_bits!r} must be an int >= 1")
+        self.word_bits = word_bits
+        self.max_bits = max_bits
+        self.out_depth = out_depth
+        #: internal word width: 32-bit words are paired, so a superblock's 64-bit
+        #: alignment never splits a ring slot
+        self.slot_bits = max(STREAM_ALIGN_BITS, word_bits)
+        #: words a beat's data can span, from any bit offset
+        self.span_words = -(-(self.slot_bits - 1 + max_bits) // self.slot_bits)
+        self.slots = 1 << (self.span_words + 1).bit_length()  # >= span + 2, a power of two
+        super().__init__({
+            "words": In(stream.Signature(word_bits)),
+            "desc": In(stream.Signature(field_descriptor_layout(max_bits))),
+            "out": Out(stream.Signature(max_bits)),
+            "starved": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        slot_bits, slots, span = self.slot_bits, self.slots, self.span_words
+        slot_shift = slot_bits.bit_length() - 1
+        max_bits = self.max_bits
+
+        # ---- words in: skid buffer, 32-bit pairing, ring --------------------------
+        m.submodules.word_skid = word_skid = SkidBuffer(self.word_bits)
+        wiring.connect(m, wiring.flipped(self.words), word_skid.i)
+        ring_slots = [Signal(slot_bits, name=f"slot{n}") for n in range(slots)]
+        ring = Array(ring_slots)
+        write_slot = Signal(range(slots))
+        read_slot = Signal(range(slots))
+        available = Signal(range(slots + 1))  # whole words in the ring from the read word on
+        room = available != slots
+        word_valid = Signal()
+        word = Signal(slot_bits)
+        take_word = Signal()
+        if self.word_bits == 32:
+            low_half = Signal(32)
+            have_low = Signal()
+            m.d.comb += [
+                word_valid.eq(word_skid.o.valid & have_low),
+                word.eq(Cat(low_half, word_skid.o.payload)),
+                word_skid.o.ready.eq(~have_low | room),
+                take_word.eq(word_valid & room),
+            ]
+            with m.If(word_skid.o.valid & word_skid.o.ready):
+                m.d.sync += have_low.eq(~have_low)
+                with m.If(~have_low):
+                    m.d.sync += low_half.eq(word_skid.o.payload)
+        else:
+            m.d.comb += [
+                word_valid.eq(word_skid.o.valid),
+                word.eq(word_skid.o.payload),
+                word_skid.o.ready.eq(room),
+                take_word.eq(word_valid & room),
+            ]
+        with m.If(take_word):
+            write_at(m, ring_slots, write_slot, word)
+            m.d.sync += write_slot.eq(write_slot + 1)
+
+        # ---- descriptors: queue, then the head with its arithmetic done ------------
+        queued = data.StructLayout({
+            "need_addend": range(max_bits + slot_bits),  # delta + slot_bits - 1
+            "advance_addend": range(max_bits + slot_bits),  # delta + the padding's worst case
+            "align_superblock": 1,
+            "align_command": 1,
+        })
+        m.submodules.desc_queue = desc_queue = Queue(queued, depth=4)
+        desc = self.desc.payload
+        m.d.comb += [
+            desc_queue.i.valid.eq(self.desc.valid),
+            self.desc.ready.eq(desc_queue.i.ready),
+            desc_queue.i.payload.need_addend.eq(desc.delta + (slot_bits - 1)),
+            desc_queue.i.payload.advance_addend.eq(
+                desc.delta + Mux(desc.align_command, slot_bits - 1,
+                                 Mux(desc.align_superblock, STREAM_ALIGN_BITS - 1, 0))),
+            desc_queue.i.payload.align_superblock.eq(desc.align_superblock),
+            desc_queue.i.payload.align_command.eq(desc.align_command),
+        ]
+        offset = Signal(range(slot_bits))  # bit offset of the read position in its word
+        head_valid = Signal()
+        head_need = Signal(range(span + 1))  # words the beat's data spans
+        head_advance = Signal(range(span + 1))  # words the read position moves on
+        head_next_offset = Signal(range(slot_bits))
+
+        # the next descriptor's arithmetic starts from where the head leaves the offset
+        base = Mux(head_valid, head_next_offset, offset)
+        nxt = desc_queue.o.payload
+        need_sum = Signal(range(slot_bits + max_bits + slot_bits))
+        advance_sum = Signal(range(slot_bits + max_bits + slot_bits))
+        m.d.comb += [need_sum.eq(base + nxt.need_addend), advance_sum.eq(base + nxt.advance_addend)]
+        low_mask = Mux(nxt.align_command, slot_bits - 1, Mux(nxt.align_superblock, STREAM_ALIGN_BITS - 1, 0))
+
+        pop = Signal()
+        advance_pipe = Signal()
+        load = desc_queue.o.valid & (~head_valid | pop)
+        m.d.comb += [
+            pop.eq(head_valid & (head_need <= available) & advance_pipe),
+            desc_queue.o.ready.eq(load),
+        ]
+        with m.If(load):
+            m.d.sync += [
+                head_valid.eq(1),
+                head_need.eq(need_sum[slot_shift:]),
+                head_advance.eq(advance_sum[slot_shift:]),
+                head_next_offset.eq(advance_sum[:slot_shift] & ~low_mask),
+            ]
+        with m.Elif(pop):
+            m.d.sync += head_valid.eq(0)
+        with m.If(pop):
+            m.d.sync += [read_slot.eq(read_slot + head_advance), offset.eq(head_next_offset)]
+        m.d.sync += available.eq(available + take_word - Mux(pop, head_advance, 0))
+        # a beat waits for words that have not come (registered; a status flag)
+        m.d.sync += self.starved.eq(head_valid & (head_need > available))
+
+        # ---- window: capture the spanned words, shift by the offset (2 stages) -----
+        m.submodules.out_queue = out_queue = Queue(max_bits, depth=self.out_depth)
+        m.d.comb += advance_pipe.eq(out_queue.i.ready)
+        captured = Signal(span * slot_bits)
+        captured_offset = Signal(range(slot_bits))
+        captured_valid = Signal()
+        low_bits = slot_shift // 2  # offset bits resolved in the second shift stage
+        half = Signal(max_bits + (1 << low_bits) - 1)
+        half_offset = Signal(low_bits)
+        half_valid = Signal()
+        with m.If(advance_pipe):
+            m.d.sync += [captured_valid.eq(pop), half_valid.eq(captured_valid)]
+            with m.If(pop):
+                m.d.sync += [
+                    captured.word_select(i, slot_bits).eq(ring[(read_slot + i)[:len(read_slot)]])
+                    for i in range(span)
+                ]
+                m.d.sync += captured_offset.eq(offset)
+            m.d.sync += [
+                half.eq(_shift_right(captured, captured_offset[low_bits:], len(half), scale=low_bits)),
+                half_offset.eq(captured_offset[:low_bits]),
+            ]
+        m.d.comb += [
+            out_queue.i.valid.eq(half_valid),
+            out_queue.i.payload.eq(_shift_right(half, half_offset, max_bits)),
+        ]
+        wiring.connect(m, out_queue.o, wiring.flipped(self.out))
+        return m

@@ -1,0 +1,110 @@
+"""Pipeline building blocks with registered handshakes: a skid buffer and a small queue.
+
+Both cut every combinational path through a stream: ``i.ready`` comes from a
+register, and so do ``o.valid`` and ``o.payload``. The decoder puts one on every
+input and on its output, and joins its internal streams only through them, so
+no path runs from one stream's handshake to another's.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Array, Module, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .common import parameter_checks
+
+__all__ = ["SkidBuffer", "Queue", "write_at"]
+
+
+def write_at(m, targets: list, index, value, *, domain: str = "sync") -> None:
+    """``targets[index] <= value`` as one write enable per target (a dynamic index on the
+    left of an assignment makes a ``case`` per target that Verilator reports as incomplete)."""
+    for n, target in enumerate(targets):
+        with m.If(index == n):
+            m.d[domain] += target.eq(value)
+
+
+class SkidBuffer(wiring.Component):
+    """Two-register skid buffer: ``i.ready`` and ``o.valid``/``o.payload`` are register
+    outputs, and it passes one transfer per clock.
+
+    Parameters
+    ----------
+    shape : shape-castable
+        The payload.
+
+    Ports
+    -----
+    i : In(stream.Signature(shape))
+    o : Out(stream.Signature(shape))
+    """
+
+    def __init__(self, shape):
+        self.shape = shape
+        super().__init__({"i": In(stream.Signature(shape)), "o": Out(stream.Signature(shape))})
+
+    def elaborate(self, platform):
+        m = Module()
+        skid = Signal(self.shape)
+        skid_valid = Signal()
+        m.d.comb += self.i.ready.eq(~skid_valid)
+        taken = self.i.valid & ~skid_valid
+        with m.If(~self.o.valid | self.o.ready):
+            with m.If(skid_valid):
+                m.d.sync += [self.o.payload.eq(skid), self.o.valid.eq(1), skid_valid.eq(0)]
+            with m.Elif(self.i.valid):
+                m.d.sync += [self.o.payload.eq(self.i.payload), self.o.valid.eq(1)]
+            with m.Else():
+                m.d.sync += self.o.valid.eq(0)
+        with m.Elif(taken):
+            m.d.sync += [skid.eq(self.i.payload), skid_valid.eq(1)]
+        return m
+
+
+class Queue(wiring.Component):
+    """First-in first-out queue of ``depth`` registers with registered flags:
+    ``i.ready`` (not full) and ``o.valid`` (not empty) are register outputs;
+    ``o.payload`` is the head entry (one multiplexer level after the registers).
+
+    Parameters
+    ----------
+    shape : shape-castable
+        The payload.
+    depth : int
+        Entries, a power of two >= 2.
+    """
+
+    def __init__(self, shape, depth: int = 2):
+        with parameter_checks(self):
+            if isinstance(depth, bool) or not isinstance(depth, int) or depth < 2 or depth & (depth - 1):
+                raise ValueError(f"depth={depth!r} must be a power of two >= 2")
+        self.shape = shape
+        self.depth = depth
+        super().__init__({"i": In(stream.Signature(shape)), "o": Out(stream.Signature(shape))})
+
+    def elaborate(self, platform):
+        m = Module()
+        depth = self.depth
+        storage = [Signal(self.shape, name=f"entry{n}") for n in range(depth)]
+        entries = Array(storage)
+        write = Signal(range(depth))
+        read = Signal(range(depth))
+        count = Signal(range(depth + 1))
+        full = Signal()
+        m.d.comb += [
+            self.i.ready.eq(~full),
+            self.o.payload.eq(entries[read]),
+        ]
+        push = self.i.valid & ~full
+        pop = self.o.valid & self.o.ready
+        with m.If(push):
+            write_at(m, storage, write, self.i.payload)
+            m.d.sync += write.eq(write + 1)
+        with m.If(pop):
+            m.d.sync += read.eq(read + 1)
+        with m.If(push & ~pop):
+            m.d.sync += [count.eq(count + 1), full.eq(count == depth - 1), self.o.valid.eq(1)]
+        with m.Elif(pop & ~push):
+            m.d.sync += [count.eq(count - 1), full.eq(0), self.o.valid.eq(count != 1)]
+        return m
