@@ -71,6 +71,17 @@ def _rotate(values: list, amount, *, right: bool = False) -> list:
     return [data.View(layout, v) for v in out] if layout is not None else out
 
 
+def _prefix_tree(values: list) -> list:
+    """Inclusive prefix sums of ``values`` by a Sklansky tree: ``ceil(log2(n))`` levels of
+    adders (each output is the sum of at most that many partial sums in sequence)."""
+    sums = list(values)
+    n, span = len(sums), 1
+    while span < n:
+        sums = [sums[i] + sums[(i // span) * span - 1] if (i // span) % 2 else sums[i] for i in range(n)]
+        span *= 2
+    return sums
+
+
 class UnaryDecoder(wiring.Component):
     """Unary exponent decoder for the Cassandra decoder (see the module docstring).
 
@@ -190,11 +201,11 @@ class UnaryDecoder(wiring.Component):
         with m.If(a2_free):
             m.d.sync += [a2_valid.eq(a1_valid), a2_bits.eq(a1_bits), a2_base.eq(a1_base), a2_units.eq(a1_units)]
             counts = [popcount(a1_bits[k * CHUNK:(k + 1) * CHUNK]) for k in range(chunks)]
-            running = Const(0, 1)
-            for k in range(chunks + 1):
-                m.d.sync += a2_prefix[k].eq(running)
-                if k < chunks:
-                    running = running + counts[k]
+            # exclusive prefix sums as a parallel-prefix tree (log2(chunks) adder levels, not a ripple)
+            inclusive = _prefix_tree(counts)
+            m.d.sync += a2_prefix[0].eq(0)
+            for k in range(chunks):
+                m.d.sync += a2_prefix[k + 1].eq(inclusive[k])
 
         # ================= writer: E ones per clock ==================================
         group = Signal(range(U // E + 1))  # which E ones of the window
