@@ -198,15 +198,17 @@ def test_codes_of_any_length_at_full_rate():
 
 @pytest.mark.parametrize("kwargs,message", [
     ({"lanes": 3}, "lanes=3 must be a power of two"),
-    ({"lanes": 128}, "lanes=128 is larger than group_size=64"),
+    ({"lanes": 128}, "lanes=128 is not supported"),
+    ({"lanes": 16, "params": FormatParams(group_size=8)}, "lanes=16 is larger than group_size=8"),
     ({"word_bits": 48}, "word_bits=48 is not one of"),
     ({"unary_window_bits": 8}, "unary_window_bits=8 must be a multiple of 64 in 64..1024"),
     ({"unary_window_bits": 96}, "unary_window_bits=96 must be a multiple of 64"),
     ({"lanes": 32}, "lanes=32 is not supported"),
 ])
 def test_bad_parameters(kwargs, message):
+    params = kwargs.pop("params", FormatParams())
     with pytest.raises(ValueError, match=message):
-        Decoder(FormatParams(), **kwargs)
+        Decoder(params, **kwargs)
 
 
 @pytest.mark.parametrize("coding", ["raw", "unary", "mx"])
