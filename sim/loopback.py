@@ -25,7 +25,11 @@ module cassandra_loopback_fifo #(parameter WIDTH = 64, parameter ADDR_BITS = 6) 
 );
   reg [WIDTH-1:0] memory [0:(1 << ADDR_BITS) - 1];
   reg [ADDR_BITS:0] write_count = 0, read_count = 0;
-  assign in__ready = (write_count - read_count) != (1 << ADDR_BITS);
+  // the level at the counters' width (ADDR_BITS + 1 bits, modulo 2^(ADDR_BITS + 1)); compared
+  // with a 32-bit constant directly, the difference would be taken at 32 bits and a full
+  // FIFO whose write count has wrapped would still say ready
+  wire [ADDR_BITS:0] level = write_count - read_count;
+  assign in__ready = level != (1 << ADDR_BITS);
   assign out__valid = write_count != read_count;
   assign out__payload = memory[read_count[ADDR_BITS-1:0]];
   always @(posedge clk) begin
@@ -62,7 +66,8 @@ def loopback_verilog(params: FormatParams, *, lanes: int, word_bits: int) -> str
         f"  input [{COMMAND_GROUP_BITS - 1}:0] enc_cmd__payload, input enc_cmd__valid, output enc_cmd__ready,",
         f"  input [{COMMAND_GROUP_BITS}:0] dec_cmd__payload, input dec_cmd__valid, output dec_cmd__ready,",
         f"  input [{16 * lanes - 1}:0] values__payload, input values__valid, output values__ready,",
-        f"  output [{16 * lanes}:0] out__payload, output out__valid, input out__ready",
+        f"  output [{16 * lanes}:0] out__payload, output out__valid, input out__ready,",
+        "  output [1:0] enc_status, output [5:0] dec_status",
         ");",
     ]
     depth_bits = stream_fifo_depth(params, word_bits).bit_length() - 1
@@ -93,13 +98,15 @@ def loopback_verilog(params: FormatParams, *, lanes: int, word_bits: int) -> str
         "    .clk(clk), .rst(rst), .keep(keep),",
         codebook + "    .cmd__payload(enc_cmd__payload), .cmd__valid(enc_cmd__valid), .cmd__ready(enc_cmd__ready),",
         "    .values__payload(values__payload), .values__valid(values__valid), .values__ready(values__ready),",
-        encoder_streams,
+        encoder_streams + ",",
+        "    .status(enc_status)",
         "  );",
         "  cassandra_decoder decoder(",
         "    .clk(clk), .rst(rst),",
         codebook + "    .cmd__payload(dec_cmd__payload), .cmd__valid(dec_cmd__valid), .cmd__ready(dec_cmd__ready),",
         decoder_streams + ",",
-        "    .out__payload(out__payload), .out__valid(out__valid), .out__ready(out__ready)",
+        "    .out__payload(out__payload), .out__valid(out__valid), .out__ready(out__ready),",
+        "    .status(dec_status)",
         "  );",
         "endmodule",
     ]
