@@ -11,13 +11,13 @@ STAMP  := $(VENV)/.installed
 option = $(if $(filter command line environment,$(origin $(1))),$(2) $($(1)))
 
 # make verilog: LANES, WORD_BITS, EXPONENT, TRUNCATE, GROUP_SIZE, SUPERBLOCK_GROUPS,
-# UNARY_MAX, MX_BLOCK, VERILOG_OUT (docs/HARDWARE.md); default: the paper's format,
-# 8 lanes of BF16 per clock, 64-bit stream words, build/verilog/
+# UNARY_MAX, MX_BLOCK, VERILOG_OUT, PREFIX (module name prefix, e.g. PREFIX=kv_) (docs/HARDWARE.md);
+# default: the paper's format, 8 lanes of BF16 per clock, 64-bit stream words, build/verilog/
 VERILOG_ARGS = $(call option,VERILOG_OUT,--out) $(call option,LANES,--lanes) \
 	$(call option,WORD_BITS,--word-bits) $(call option,EXPONENT,--exponent) \
 	$(call option,TRUNCATE,--truncate) $(call option,GROUP_SIZE,--group-size) \
 	$(call option,SUPERBLOCK_GROUPS,--superblock-groups) $(call option,UNARY_MAX,--unary-max) \
-	$(call option,MX_BLOCK,--mx-block)
+	$(call option,MX_BLOCK,--mx-block) $(call option,PREFIX,--prefix)
 
 # make fpga: BOARD=ulx3s|icebreaker; LANES, WORD_BITS, EXPONENT, GROUP_SIZE given on the
 # command line override the board's default configuration; ENCODER=1 (encoder + decoder) or
@@ -30,7 +30,7 @@ FPGA_ARGS = $(call option,LANES,--lanes) $(call option,WORD_BITS,--word-bits) \
 	$(if $(filter 1,$(ENCODER)),--encoder)$(if $(filter 0,$(ENCODER)),--decoder-only) \
 	$(if $(DECODER_MHZ),--decoder-mhz $(DECODER_MHZ)) $(if $(ENCODER_MHZ),--encoder-mhz $(ENCODER_MHZ))
 
-.PHONY: help venv verilog sim sim-long test stats demo bench bench-decode vectors fpga area clean distclean
+.PHONY: help venv verilog sim sim-long test stats demo bench bench-decode vectors fpga area depth clean distclean
 
 help:
 	@echo "make venv    - create .venv and install the project with its pinned dependencies"
@@ -41,7 +41,10 @@ help:
 	@echo "make sim-long - the long simulations (>= 1M values through encoder -> decoder)"
 	@echo "make fpga BOARD=ulx3s|icebreaker [LANES=..] - self-test bitstream + LUT/FF/BRAM/Fmax report"
 	@echo "               -> build/fpga/<board>/, reports/fpga-<board>.md (docs/FPGA.md)"
-	@echo "make area    - Yosys generic-gate size (NAND2 equivalents) of decoder and encoder -> reports/area.md"
+	@echo "make area    - size of decoder and encoder: Yosys generic gates (NAND2 equivalents) and OSU 0.18 um"
+	@echo "               standard cells (area, OpenSTA critical path, Fmax) -> reports/area.md (installs"
+	@echo "               Debian's opensta and qflow-tech-osu018 with apt-get when missing)"
+	@echo "make depth   - logic levels of the worst register-to-register path after synth_ecp5 -> reports/depth.md"
 	@echo "make test    - run the pytest suite (tests/), including the exhaustive BF16 checks"
 	@echo "make stats   - bits/value table of the default SmolLM2-135M model (paper defaults)"
 	@echo "make demo    - speculative decoding of one prompt on SmolLM2-135M, metrics and lossless check"
@@ -86,8 +89,19 @@ sim-long: $(STAMP)
 fpga: $(STAMP)
 	$(PY) -m fpga.build --board $(BOARD) --out $(FPGA_OUT) $(strip $(FPGA_ARGS))
 
+# make area: the OSU 0.18 um liberty (Debian package qflow-tech-osu018) maps the designs to real
+# cells and OpenSTA (Debian package opensta, /usr/bin/sta) times them; both are installed here
+# when missing (as root). Nothing else (make test included) needs them.
+LIBERTY_FILE = /usr/share/qflow/tech/osu018/osu018_stdcells.lib
 area: $(STAMP)
+	@missing="$$(command -v sta >/dev/null || echo opensta) $$(test -f $(LIBERTY_FILE) || echo qflow-tech-osu018)"; \
+	if [ -n "$$(echo $$missing)" ]; then echo "installing $$missing (apt-get) for make area"; \
+		(apt-get update -qq && apt-get install -y -qq $$missing) || \
+		echo "could not install $$missing: install it with apt-get install $$missing"; fi
 	$(PY) -m fpga.area --out reports/area.md --json reports/area.json
+
+depth: $(STAMP)
+	$(PY) -m fpga.depth --report reports/depth.md --json reports/depth.json
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -65,7 +65,7 @@ class DecoderAXIS(wiring.Component):
 
     Ports: ``s_axis_cmd_*`` (tdata 40 bits: groups in bits 0..31, full in bit 32),
     ``s_axis_<stream>_*`` for the five streams (tdata ``word_bits``), ``codebook``
-    (unary), ``m_axis_*`` (tdata ``16 x lanes``, tlast, tkeep).
+    (unary), ``m_axis_*`` (tdata ``16 x lanes``, tlast, tkeep), ``status``.
     """
 
     def __init__(self, params: FormatParams, *, lanes: int = 8, word_bits: int = 64, **options):
@@ -78,6 +78,7 @@ class DecoderAXIS(wiring.Component):
         if params.exponent_coding == "unary":
             members["codebook"] = In(self.decoder.signature.members["codebook"].shape)
         members.update(_axis("m_axis", Out, 16 * lanes, last=True, keep=2 * lanes))
+        members["status"] = Out(self.decoder.signature.members["status"].shape)
         super().__init__(members)
 
     def elaborate(self, platform):
@@ -94,6 +95,7 @@ class DecoderAXIS(wiring.Component):
             self.m_axis_tkeep.eq((1 << (2 * self.lanes)) - 1),
             self.m_axis_tvalid.eq(decoder.out.valid),
             decoder.out.ready.eq(self.m_axis_tready),
+            self.status.as_value().eq(decoder.status.as_value()),
         ]
         return m
 
@@ -103,7 +105,7 @@ class EncoderAXIS(wiring.Component):
 
     Ports: ``s_axis_cmd_*`` (tdata 32 bits: groups), ``s_axis_*`` (BF16 values,
     tdata ``16 x lanes``), ``keep``, ``codebook`` (unary), ``m_axis_<stream>_*``
-    for the five streams (tdata ``word_bits``).
+    for the five streams (tdata ``word_bits``), ``status``.
     """
 
     def __init__(self, params: FormatParams, *, lanes: int = 8, word_bits: int = 64):
@@ -116,6 +118,7 @@ class EncoderAXIS(wiring.Component):
             members["codebook"] = In(self.encoder.signature.members["codebook"].shape)
         for name in STREAM_NAMES:
             members.update(_axis(f"m_axis_{name}", Out, word_bits))
+        members["status"] = Out(self.encoder.signature.members["status"].shape)
         super().__init__(members)
 
     def elaborate(self, platform):
@@ -128,4 +131,5 @@ class EncoderAXIS(wiring.Component):
             m.d.comb += encoder.codebook.as_value().eq(self.codebook.as_value())
         for name in STREAM_NAMES:
             _connect_out(m, self, f"m_axis_{name}", getattr(encoder, name))
+        m.d.comb += self.status.as_value().eq(encoder.status.as_value())
         return m

@@ -2,16 +2,20 @@
 
     python -m hw.verilog --out build/verilog [--lanes 8] [--word-bits 64] [--exponent unary]
                          [--truncate 4] [--group-size 64] [--superblock-groups 64]
-                         [--unary-max 8] [--mx-block 16] [--no-lint]
+                         [--unary-max 8] [--mx-block 16] [--prefix kv_] [--no-lint]
 
 Writes, for the configuration given (defaults: the paper's format, 8 lanes, 64-bit words):
 
 * ``cassandra_decoder.v`` (module ``cassandra_decoder``) and ``cassandra_encoder.v``
   (module ``cassandra_encoder``; not for ``--exponent mx``, which is decode-only),
   and their AXI4-Stream wrappers ``cassandra_decoder_axis.v`` / ``cassandra_encoder_axis.v``;
+  with ``--prefix P`` every module and file name starts with ``P`` (submodules are
+  named ``Pcassandra_decoder.<path>``), so two builds (e.g. a weights decoder with
+  S = 64 and a KV decoder with S = 1) can live in one design;
 * ``cassandra_decoder.md`` / ``cassandra_encoder.md``: every port with its direction,
   width and bit fields, so an integrator can wire the module without reading Python;
-* ``config.json``: the parameters;
+* ``config.json``: the parameters and the files written (the next run into the same
+  folder removes the files of this list it does not write again);
 * ``lint.txt``: ``verilator --lint-only -Wall`` on each file, warnings counted by
   kind. Kinds not listed in :data:`JUSTIFIED_LINT` (docs/HARDWARE.md explains each)
   fail the run.
@@ -36,7 +40,7 @@ from golden.format.params import FormatParams, add_format_arguments, format_para
 
 from .common import WORD_BITS_CHOICES
 
-__all__ = ["JUSTIFIED_LINT", "build", "port_table", "lint", "main"]
+__all__ = ["JUSTIFIED_LINT", "PREFIX_PATTERN", "build", "check_prefix", "port_table", "lint", "main"]
 
 #: Verilator -Wall warning kinds the emitted Verilog still has, with the reason
 #: each is harmless (docs/HARDWARE.md, "Lint").
@@ -65,6 +69,7 @@ PORT_DESCRIPTIONS = {
     "keep": "values kept per group (static while encoding)",
     "values": "BF16 input values, lane i in bits 16i..16i+15",
     "out": "decoded BF16 values",
+    "status": "status flags, registered (docs/HARDWARE.md)",
     "s_axis": "AXI4-Stream BF16 input values, lane i in bits 16i..16i+15",
     "m_axis": "AXI4-Stream decoded BF16 values, lane i in bits 16i..16i+15",
     "s_axis_cmd": "AXI4-Stream command (as `cmd__payload`, zero-extended to whole bytes)",
@@ -160,20 +165,68 @@ def lint(path: Path) -> tuple[Counter, list[str]]:
     return Counter(re.findall(r"%Warning-([A-Z0-9_]+):", output)), unused
 
 
-def build(params: FormatParams, *, lanes: int, word_bits: int, out: Path, run_lint: bool = True) -> dict:
-    """Write the Verilog, port maps, config and lint report; return a summary."""
+#: A module name prefix: empty, or the start of a Verilog identifier.
+PREFIX_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+#: Files of earlier runs that are removed when not written again (with any prefix).
+_OUTPUT_PATTERN = re.compile(r"[A-Za-z0-9_]*cassandra_(decoder|encoder)(_axis)?\.(v|md)")
+
+
+def check_prefix(prefix: str) -> str:
+    """Return ``prefix`` if it can start a Verilog module name, else raise ``ValueError``."""
+    if not isinstance(prefix, str) or (prefix and not PREFIX_PATTERN.fullmatch(prefix)):
+        raise ValueError(f"prefix={prefix!r} must be empty or a Verilog identifier start "
+                         "(letters, digits and _, not starting with a digit)")
+    return prefix
+
+
+def _stale_files(out: Path, written: set[str]) -> list[Path]:
+    """Files of an earlier run in ``out`` (listed in its config.json, or named like ours) not in ``written``."""
+    names = set()
+    try:
+        previous = json.loads((out / "config.json").read_text())
+        for info in previous.get("files", {}).values():
+            names.update((info.get("verilog"), info.get("ports")))
+    except (OSError, ValueError, AttributeError):
+        pass
+    names.update(path.name for path in out.iterdir() if _OUTPUT_PATTERN.fullmatch(path.name))
+    return sorted(out / name for name in names if name and name not in written and (out / name).is_file())
+
+
+def build(params: FormatParams, *, lanes: int, word_bits: int, out: Path, run_lint: bool = True,
+          prefix: str = "", progress=None) -> dict:
+    """Write the Verilog, port maps, config and lint report; return a summary.
+
+    ``prefix`` starts every module and file name; ``progress`` (a function of one
+    line of text), when given, hears of each step."""
     from .axis import DecoderAXIS, EncoderAXIS
     from .decoder import Decoder
     from .encoder import ENCODER_EXPONENT_CODINGS, Encoder
 
-    out.mkdir(parents=True, exist_ok=True)
-    designs = {"cassandra_decoder": Decoder(params, lanes=lanes, word_bits=word_bits),
-               "cassandra_decoder_axis": DecoderAXIS(params, lanes=lanes, word_bits=word_bits)}
+    check_prefix(prefix)
+    say = progress or (lambda text: None)
+    designs = {f"{prefix}cassandra_decoder": Decoder(params, lanes=lanes, word_bits=word_bits),
+               f"{prefix}cassandra_decoder_axis": DecoderAXIS(params, lanes=lanes, word_bits=word_bits)}
+    skipped = {}
     if params.exponent_coding in ENCODER_EXPONENT_CODINGS:
-        designs["cassandra_encoder"] = Encoder(params, lanes=lanes, word_bits=word_bits)
-        designs["cassandra_encoder_axis"] = EncoderAXIS(params, lanes=lanes, word_bits=word_bits)
-    summary = {"params": params.as_dict(), "lanes": lanes, "word_bits": word_bits, "files": {}, "lint": {}}
+        designs[f"{prefix}cassandra_encoder"] = Encoder(params, lanes=lanes, word_bits=word_bits)
+        designs[f"{prefix}cassandra_encoder_axis"] = EncoderAXIS(params, lanes=lanes, word_bits=word_bits)
+    else:
+        skipped[f"{prefix}cassandra_encoder"] = (
+            f"no encoder for exponent coding {params.exponent_coding!r}: the hardware encoder writes "
+            f"{' and '.join(ENCODER_EXPONENT_CODINGS)} only (mx containers come from the golden encoder)")
+    out.mkdir(parents=True, exist_ok=True)
+    written = {f"{name}.{ext}" for name in designs for ext in ("v", "md")}
+    removed = _stale_files(out, written)
+    for path in removed:
+        path.unlink()
+        say(f"removed {path} (from an earlier run, not written by this one)")
+    for reason in skipped.values():
+        say(reason)
+    summary = {"params": params.as_dict(), "lanes": lanes, "word_bits": word_bits, "prefix": prefix,
+               "files": {}, "skipped": skipped, "removed": [path.name for path in removed], "lint": {}}
     for name, component in designs.items():
+        say(f"converting {name} ...")
         table = port_table(component, name)  # before conversion: reads the signature only
         text = verilog.convert(component, name=name, emit_src=False)
         (out / f"{name}.v").write_text(text)
@@ -182,6 +235,7 @@ def build(params: FormatParams, *, lanes: int, word_bits: int, out: Path, run_li
     if run_lint:
         report = ["verilator --lint-only -Wall (warnings by kind; see docs/HARDWARE.md, Lint)", ""]
         for name in designs:
+            say(f"linting {name}.v ...")
             counts, unused = lint(out / f"{name}.v")
             summary["lint"][name] = dict(sorted(counts.items()))
             report.append(f"{name}.v: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "clean"))
@@ -192,6 +246,8 @@ def build(params: FormatParams, *, lanes: int, word_bits: int, out: Path, run_li
         report.append("unjustified kinds: " + (", ".join(sorted(unjustified)) or "none"))
         (out / "lint.txt").write_text("\n".join(report) + "\n")
         summary["unjustified_lint"] = sorted(unjustified)
+    elif (out / "lint.txt").exists():
+        (out / "lint.txt").unlink()  # it described files that were just rewritten
     (out / "config.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
@@ -200,16 +256,19 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hw.verilog", description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("build/verilog"), help="output folder (default build/verilog)")
     parser.add_argument("--lanes", type=int, default=8,
-                        help="BF16 values per beat, a power of two dividing the group (default 8)")
+                        help="BF16 values per beat: 1, 2, 4, 8 or 16, dividing the group (default 8)")
     parser.add_argument("--word-bits", type=int, default=64, choices=WORD_BITS_CHOICES,
                         help="stream word width (default 64)")
     add_format_arguments(parser)
+    parser.add_argument("--prefix", default="",
+                        help="start of every module and file name, e.g. kv_ (default none)")
     parser.add_argument("--no-lint", action="store_true", help="skip the Verilator lint")
     args = parser.parse_args(argv)
     try:
         params = format_params_from_arguments(args)
         summary = build(params, lanes=args.lanes, word_bits=args.word_bits, out=args.out,
-                        run_lint=not args.no_lint)
+                        run_lint=not args.no_lint, prefix=args.prefix,
+                        progress=lambda text: print(text, flush=True))
     except (TypeError, ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -79,8 +79,10 @@ def test_uart_report_counts(coding, encoder):
     assert report["values"] == expected_values == 320
     assert report["full_err"] == report["draft_err"] == report["topk_err"] == report["last_err"] == 0
     assert report["done"] == 1
-    # one beat per clock after the pipeline fills: 80 beats in well under 2x the beats
-    assert config.passes * config.beats_per_pass <= report["cycles"] < 2 * config.passes * config.beats_per_pass
+    # one beat per clock after the pipeline fills; each pass waits for the previous one to
+    # leave the pipeline (the encoder's selection, ~30 clocks at G = 16, and the decoder's 17)
+    beats = config.passes * config.beats_per_pass
+    assert beats <= report["cycles"] < beats + config.passes * 70, report["cycles"]
     assert report == final
 
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+from pathlib import Path
 
 import pytest
 
 from golden.format.params import FormatParams
-from hw.verilog import JUSTIFIED_LINT, main
+from hw.verilog import JUSTIFIED_LINT, _verilator, main
 
 
 def test_default_configuration(tmp_path, capsys):
@@ -54,13 +56,68 @@ def test_mx_is_decode_only(tmp_path, capsys):
     assert main(["--out", str(tmp_path), "--exponent", "mx", "--no-lint"]) == 0
     assert (tmp_path / "cassandra_decoder.v").exists()
     assert not (tmp_path / "cassandra_encoder.v").exists()
+    out = capsys.readouterr().out
+    assert "no encoder for exponent coding 'mx'" in out and "golden encoder" in out
+    assert "converting cassandra_decoder ..." in out  # progress
+
+
+def _modules(path):
+    return re.findall(r"^module\s+(\S+?)\s*\(", path.read_text(), re.M)
+
+
+def test_prefix_lets_two_builds_share_a_design(tmp_path):
+    """A weights decoder (S = 64) and a KV decoder (S = 1) with prefixes: every module
+    name starts with the prefix, the two sets are disjoint, and Verilator reads both
+    files in one run without a duplicate module."""
+    weights, kv = tmp_path / "weights", tmp_path / "kv"
+    assert main(["--out", str(weights), "--prefix", "w_", "--no-lint"]) == 0
+    assert main(["--out", str(kv), "--prefix", "kv_", "--superblock-groups", "1", "--no-lint"]) == 0
+    w_modules, kv_modules = _modules(weights / "w_cassandra_decoder.v"), _modules(kv / "kv_cassandra_decoder.v")
+    assert "w_cassandra_decoder" in w_modules and "kv_cassandra_decoder" in kv_modules
+    assert all(name.startswith(("w_", "\\w_")) for name in w_modules), w_modules
+    assert all(name.startswith(("kv_", "\\kv_")) for name in kv_modules), kv_modules
+    assert not set(w_modules) & set(kv_modules)
+    assert json.loads((kv / "config.json").read_text())["prefix"] == "kv_"
+    assert sorted(path.name for path in kv.glob("*.v")) == [
+        "kv_cassandra_decoder.v", "kv_cassandra_decoder_axis.v", "kv_cassandra_encoder.v",
+        "kv_cassandra_encoder_axis.v"]
+    top = tmp_path / "both.v"
+    top.write_text("module both(input clk, input rst);\n"
+                   "  w_cassandra_decoder weights(.clk(clk), .rst(rst));\n"
+                   "  kv_cassandra_decoder kv(.clk(clk), .rst(rst));\nendmodule\n")
+    result = subprocess.run([_verilator(), "--lint-only", "-Wno-fatal", "-Wno-PINMISSING", "--top-module", "both",
+                             str(top), str(weights / "w_cassandra_decoder.v"), str(kv / "kv_cassandra_decoder.v")],
+                            capture_output=True, text=True)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0 and "%Error" not in output, output[-2000:]
+    assert "MODDUP" not in output
+
+
+def test_stale_files_are_removed(tmp_path, capsys):
+    """A second run into the same folder removes what the first wrote and it does not
+    (here the encoder: mx has none); other files stay."""
+    assert main(["--out", str(tmp_path), "--no-lint"]) == 0
+    (tmp_path / "notes.v").write_text("// the user's file\n")
+    capsys.readouterr()
+    assert main(["--out", str(tmp_path), "--exponent", "mx", "--no-lint"]) == 0
+    out = capsys.readouterr().out
+    for name in ("cassandra_encoder.v", "cassandra_encoder.md", "cassandra_encoder_axis.v"):
+        assert not (tmp_path / name).exists()
+        assert f"removed {tmp_path / name}" in out
+    assert (tmp_path / "notes.v").exists() and (tmp_path / "cassandra_decoder.v").exists()
+    assert not (tmp_path / "lint.txt").exists()  # a --no-lint run leaves no old lint report
+    assert json.loads((tmp_path / "config.json").read_text())["removed"] == [
+        "cassandra_encoder.md", "cassandra_encoder.v", "cassandra_encoder_axis.md", "cassandra_encoder_axis.v"]
 
 
 @pytest.mark.parametrize("argv,message", [
     (["--lanes", "3"], "lanes=3 must be a power of two"),
-    (["--lanes", "128"], "lanes=128 is larger than group_size=64"),
+    (["--lanes", "128", "--group-size", "64"], "lanes=128 is not supported"),
     (["--truncate", "9"], "--truncate 9 is out of range"),
     (["--group-size", "48"], "group_size=48 must be a power of two"),
+    (["--lanes", "32"], "lanes=32 is not supported"),
+    (["--prefix", "9x"], "prefix='9x' must be empty or a Verilog identifier start"),
+    (["--prefix", "a-b"], "prefix='a-b'"),
 ])
 def test_bad_parameters_are_named(tmp_path, capsys, argv, message):
     assert main(["--out", str(tmp_path), "--no-lint", *argv]) == 2
@@ -84,8 +141,6 @@ def test_lint_other_configurations(tmp_path, argv):
 
 def test_hardware_doc_has_the_default_port_tables():
     """docs/HARDWARE.md's port tables are the generator's output for the default build."""
-    from pathlib import Path
-
     from hw.decoder import Decoder
     from hw.encoder import Encoder
     from hw.verilog import port_table
@@ -98,3 +153,45 @@ def test_hardware_doc_has_the_default_port_tables():
         section = doc[doc.index(f"### `{name}`"):]
         for row in rows:
             assert row in section, f"docs/HARDWARE.md lacks or differs on the row {row!r}"
+
+
+PLAIN_TESTBENCH = r"""
+#include <cstdio>
+#include "Vcassandra_decoder.h"
+#include "verilated.h"
+
+int main(int argc, char **argv) {
+    VerilatedContext context;
+    context.commandArgs(argc, argv);
+    Vcassandra_decoder dut{&context};
+    auto tick = [&] { dut.clk = 0; dut.eval(); dut.clk = 1; dut.eval(); };
+    dut.rst = 1; tick(); dut.rst = 0; tick();
+    if (dut.status != 0 || dut.out__valid) { std::printf("FAIL idle status=%d\n", dut.status); return 1; }
+    dut.cmd__payload = 1;  // one group, draft; no stream word is ever offered
+    dut.cmd__valid = 1;
+    for (int i = 0; i < 3; i++) { tick(); if (dut.cmd__ready) dut.cmd__valid = 0; }
+    for (int i = 0; i < 40; i++) tick();
+    // busy, waiting for the bitmap (bit 0 of `waiting`, status bits 1..5)
+    if (dut.status != (1 | 1 << 1) || dut.out__valid) { std::printf("FAIL status=%d\n", dut.status); return 1; }
+    std::printf("PASS\n");
+    return 0;
+}
+"""
+
+
+def test_plain_cpp_testbench_builds_with_the_documented_flags(tmp_path):
+    """docs/HARDWARE.md (Integration) gives the Verilator flags of a plain C++
+    testbench; they build one here (the small raw configuration) that checks the
+    reset state and ``status`` naming a stream that never came."""
+    assert main(["--out", str(tmp_path), "--lanes", "4", "--exponent", "raw", "--word-bits", "32",
+                 "--group-size", "16", "--no-lint"]) == 0
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "HARDWARE.md").read_text()
+    flags = re.search(r"Verilator 5 needs `([^`]*)`", doc.replace("\n  ", " ")).group(1).split()
+    assert "-std=c++20" in flags
+    (tmp_path / "tb.cpp").write_text(PLAIN_TESTBENCH)
+    build = subprocess.run([_verilator(), *flags, "--top-module", "cassandra_decoder", "-Mdir", str(tmp_path / "obj"),
+                            "-o", "tb", str(tmp_path / "cassandra_decoder.v"), str(tmp_path / "tb.cpp")],
+                           capture_output=True, text=True, cwd=tmp_path)
+    assert build.returncode == 0, (build.stdout + build.stderr)[-3000:]
+    run = subprocess.run([str(tmp_path / "obj" / "tb")], capture_output=True, text=True)
+    assert run.returncode == 0 and "PASS" in run.stdout, run.stdout + run.stderr
