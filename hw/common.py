@@ -22,6 +22,7 @@ from golden.format.params import (
 )
 
 __all__ = [
+    "prefix_tree",
     "MAX_LANES",
     "BF16_LAYOUT",
     "WORD_BITS_CHOICES",
@@ -133,3 +134,14 @@ def stream_fifo_depth(params: FormatParams, word_bits: int) -> int:
     """
     words = 2 * 16 * max(params.group_size, word_bits) // word_bits + 4
     return 1 << (words - 1).bit_length()
+
+
+def prefix_tree(values: list) -> list:
+    """Inclusive prefix sums of ``values`` by a Sklansky tree: ``ceil(log2(n))`` levels of
+    adders (each output is the sum of at most that many partial sums in sequence)."""
+    sums = list(values)
+    n, span = len(sums), 1
+    while span < n:
+        sums = [sums[i] + sums[(i // span) * span - 1] if (i // span) % 2 else sums[i] for i in range(n)]
+        span *= 2
+    return sums

@@ -34,7 +34,7 @@ from amaranth.lib.wiring import In, Out
 
 from golden.format.params import BF16_EXPONENT_BITS, BF16_MANTISSA_BITS, MX_ESCAPE_BITS, STREAM_NAMES, FormatParams
 
-from .common import COMMAND_GROUP_BITS, check_hardware_params, parameter_checks, popcount
+from .common import COMMAND_GROUP_BITS, check_hardware_params, parameter_checks, popcount, prefix_tree
 from .field_reader import FieldReader
 from .pipe import Queue, SkidBuffer
 from .unary import UnaryDecoder
@@ -536,9 +536,8 @@ class Decoder(wiring.Component):
         m3 = Signal(pending_layout)
         m3_total = Signal(range(lanes * MX_ESCAPE_BITS + 1))
         m3_superblock_end = Signal()
-        offsets = [Const(0, 1)]
-        for j in range(lanes):
-            offsets.append(offsets[-1] + m2.width[j])
+        # exclusive prefix sums of the widths by a parallel-prefix tree (log2(lanes) adder levels)
+        offsets = [Const(0, 1)] + prefix_tree([m2.width[j] for j in range(lanes)])
         with m.If(advance1):
             m.d.sync += [m3_valid.eq(m2_valid), m3.eq(m2), m3_total.eq(offsets[lanes]),
                          m3_superblock_end.eq(m2_superblock_end)]

@@ -40,7 +40,7 @@ from amaranth.lib.wiring import In, Out
 
 from golden.format.params import BF16_EXPONENT_BITS, STREAM_ALIGN_BITS, FormatParams
 
-from .common import parameter_checks, popcount
+from .common import parameter_checks, popcount, prefix_tree
 from .pipe import Queue, SkidBuffer, write_at
 
 __all__ = ["UnaryDecoder", "unary_beat_layout"]
@@ -69,17 +69,6 @@ def _rotate(values: list, amount, *, right: bool = False) -> list:
         shifted = [out[(i - step) % n] if right else out[(i + step) % n] for i in range(n)]
         out = [Mux(amount[stage], shifted[i], out[i]) for i in range(n)]
     return [data.View(layout, v) for v in out] if layout is not None else out
-
-
-def _prefix_tree(values: list) -> list:
-    """Inclusive prefix sums of ``values`` by a Sklansky tree: ``ceil(log2(n))`` levels of
-    adders (each output is the sum of at most that many partial sums in sequence)."""
-    sums = list(values)
-    n, span = len(sums), 1
-    while span < n:
-        sums = [sums[i] + sums[(i // span) * span - 1] if (i // span) % 2 else sums[i] for i in range(n)]
-        span *= 2
-    return sums
 
 
 class UnaryDecoder(wiring.Component):
@@ -202,7 +191,7 @@ class UnaryDecoder(wiring.Component):
             m.d.sync += [a2_valid.eq(a1_valid), a2_bits.eq(a1_bits), a2_base.eq(a1_base), a2_units.eq(a1_units)]
             counts = [popcount(a1_bits[k * CHUNK:(k + 1) * CHUNK]) for k in range(chunks)]
             # exclusive prefix sums as a parallel-prefix tree (log2(chunks) adder levels, not a ripple)
-            inclusive = _prefix_tree(counts)
+            inclusive = prefix_tree(counts)
             m.d.sync += a2_prefix[0].eq(0)
             for k in range(chunks):
                 m.d.sync += a2_prefix[k + 1].eq(inclusive[k])

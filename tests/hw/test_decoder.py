@@ -16,6 +16,7 @@ from amaranth.hdl import Value
 
 from golden.format.codec import bf16_from_bits
 from golden.format.params import STREAM_NAMES, FormatParams, keep_count
+from hw.common import prefix_tree
 from hw.decoder import Decoder, decoder_command
 from hw.simulation import Feeder, receive_stream, run_decoder, simulate
 from sim.jobs import DecodeJob, encode_tensor
@@ -256,3 +257,12 @@ def test_status_names_a_stream_that_ran_out(coding, held_back):
         assert ctx.get(dut.status.busy) == 0 and ctx.get(dut.status.waiting) == 0
 
     simulate(dut, [main], background=list(feeders.values()))
+
+
+def test_prefix_tree_equals_running_sums():
+    """hw.common.prefix_tree (the unary window's chunk counts, mx field offsets): the
+    running sums for every length 1..40, with log2 levels of additions."""
+    rng = random.Random(12)
+    for n in range(1, 41):
+        values = [rng.randint(0, 15) for _ in range(n)]
+        assert prefix_tree(values) == list(itertools.accumulate(values)), n
