@@ -351,12 +351,16 @@ class Decoder(wiring.Component):
                 waiting.append(unary_waiting)
             else:
                 waiting.append(Const(0, 1))
-        in_flight = Signal(range(256))  # commands accepted, last beat not delivered (< 256 beats fit inside)
-        accepted = cmd_skid.o.valid & cmd_skid.o.ready & (cmd_skid.o.payload.groups != 0)
-        delivered = self.out.valid & self.out.ready & self.out.payload.last
+        # commands taken at the input (into the skid buffer), last beat not delivered; counted at
+        # the port so that the count is not behind the sequencer's handshake (< 256 fit inside)
+        in_flight = Signal(range(256))
+        accepted = Signal()
+        delivered = Signal()
         m.d.sync += [
+            accepted.eq(self.cmd.valid & self.cmd.ready & (self.cmd.payload.groups != 0)),
+            delivered.eq(self.out.valid & self.out.ready & self.out.payload.last),
             in_flight.eq(in_flight + accepted - delivered),
-            self.status.busy.eq((in_flight + accepted - delivered != 0) | cmd_skid.o.valid),
+            self.status.busy.eq(in_flight + accepted - delivered != 0),
             self.status.waiting.eq(Cat(*waiting)),
         ]
         return m
