@@ -372,6 +372,13 @@ class _Checker(wiring.Component):
             all_min.eq(Mux(min_kept < group_min, min_kept, group_min)),
             all_max.eq(Mux(max_pruned > group_max, max_pruned, group_max)),
         ]
+        # a draft group's verdict one stage later, from registers (the accumulation's compare
+        # and select, the verdict's compare and the counter's add were one path before)
+        verdict_valid = Signal()
+        verdict_kept = Signal(range(G + 1))
+        verdict_min = Signal(key_bits)
+        verdict_max = Signal(key_bits)
+        m.d.sync += verdict_valid.eq(0)
         with m.If(t_valid):
             m.d.sync += self.values.eq(self.values + lanes)
             with m.If(t_draft):
@@ -380,11 +387,13 @@ class _Checker(wiring.Component):
                 m.d.sync += self.full_err.eq(self.full_err + t_bad)
             m.d.sync += self.last_err.eq(self.last_err + t_last_bad)
             with m.If(t_group_end):
-                m.d.sync += [group_kept.eq(0), group_min.eq((1 << key_bits) - 1), group_max.eq(0)]
-                with m.If(t_draft & ((all_kept != cfg.keep) | (all_min <= all_max))):
-                    m.d.sync += self.topk_err.eq(self.topk_err + 1)
+                m.d.sync += [group_kept.eq(0), group_min.eq((1 << key_bits) - 1), group_max.eq(0),
+                             verdict_valid.eq(t_draft), verdict_kept.eq(all_kept), verdict_min.eq(all_min),
+                             verdict_max.eq(all_max)]
             with m.Else():
                 m.d.sync += [group_kept.eq(all_kept), group_min.eq(all_min), group_max.eq(all_max)]
+        with m.If(verdict_valid & ((verdict_kept != cfg.keep) | (verdict_min <= verdict_max))):
+            m.d.sync += self.topk_err.eq(self.topk_err + 1)
 
         # done: every pass checked (the pipeline has drained when `values` says so)
         expected_values = cfg.passes * cfg.beats_per_pass * lanes
