@@ -103,8 +103,10 @@ area: $(STAMP)
 depth: $(STAMP)
 	$(PY) -m fpga.depth --report reports/depth.md --json reports/depth.json
 
+# two pytest workers (pytest-xdist): the suite is CPU-bound and single-threaded per test; tests
+# that share a build folder run in one worker (tests/conftest.py)
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadgroup
 
 stats: $(STAMP)
 	$(VENV)/bin/cassandra-sd stats
