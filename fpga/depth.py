@@ -669,13 +669,6 @@ def depth_markdown(results: list[dict], *, total_seconds: float | None = None) -
     return "\n".join(lines) + "\n"
 
 
-def _int(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-
-
 def main(argv: list[str] | None = None) -> int:
     """Command line: one configuration (``--design``...) or the report (``--report``).
 
@@ -689,6 +682,8 @@ def main(argv: list[str] | None = None) -> int:
     int
         0 on success.
     """
+    from fpga.area import _int
+
     parser = argparse.ArgumentParser(prog="python -m fpga.depth", description=__doc__.splitlines()[0])
     parser.add_argument("--design", choices=DESIGNS, help="one configuration: decoder or encoder")
     parser.add_argument("--lanes", type=_int, default=8)
