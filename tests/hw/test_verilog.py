@@ -166,13 +166,13 @@ int main(int argc, char **argv) {
     Vcassandra_decoder dut{&context};
     auto tick = [&] { dut.clk = 0; dut.eval(); dut.clk = 1; dut.eval(); };
     dut.rst = 1; tick(); dut.rst = 0; tick();
-    if (dut.status != 0 || dut.out__valid) { std::printf("FAIL idle status=%d\n", dut.status); return 1; }
-    dut.cmd__payload = 1;  // one group, draft; no stream word is ever offered
-    dut.cmd__valid = 1;
-    for (int i = 0; i < 3; i++) { tick(); if (dut.cmd__ready) dut.cmd__valid = 0; }
+    if (dut.status != 0 || dut.out___05Fvalid) { std::printf("FAIL idle status=%d\n", dut.status); return 1; }
+    dut.cmd___05Fpayload = 1;  // one group, draft; no stream word is ever offered
+    dut.cmd___05Fvalid = 1;
+    for (int i = 0; i < 3; i++) { tick(); if (dut.cmd___05Fready) dut.cmd___05Fvalid = 0; }
     for (int i = 0; i < 40; i++) tick();
     // busy, waiting for the bitmap (bit 0 of `waiting`, status bits 1..5)
-    if (dut.status != (1 | 1 << 1) || dut.out__valid) { std::printf("FAIL status=%d\n", dut.status); return 1; }
+    if (dut.status != (1 | 1 << 1) || dut.out___05Fvalid) { std::printf("FAIL status=%d\n", dut.status); return 1; }
     std::printf("PASS\n");
     return 0;
 }
@@ -188,6 +188,7 @@ def test_plain_cpp_testbench_builds_with_the_documented_flags(tmp_path):
     doc = (Path(__file__).resolve().parents[2] / "docs" / "HARDWARE.md").read_text()
     flags = re.search(r"Verilator 5 needs `([^`]*)`", doc.replace("\n  ", " ")).group(1).split()
     assert "-std=c++20" in flags
+    assert "`dut.out___05Fvalid`" in doc.replace("\n  ", " "), "docs/HARDWARE.md should name Verilator's C++ port names"
     (tmp_path / "tb.cpp").write_text(PLAIN_TESTBENCH)
     build = subprocess.run([_verilator(), *flags, "--top-module", "cassandra_decoder", "-Mdir", str(tmp_path / "obj"),
                             "-o", "tb", str(tmp_path / "cassandra_decoder.v"), str(tmp_path / "tb.cpp")],
