@@ -103,10 +103,11 @@ area: $(STAMP)
 depth: $(STAMP)
 	$(PY) -m fpga.depth --report reports/depth.md --json reports/depth.json
 
-# two pytest workers (pytest-xdist): the suite is CPU-bound and single-threaded per test; tests
-# that share a build folder run in one worker (tests/conftest.py)
+# two pytest workers (pytest-xdist, work stealing): the suite is CPU-bound and single-threaded
+# per test; a Verilator build takes a lock on its folder (sim/runner.py), so two workers that ask
+# for one design build it once
 test: $(STAMP)
-	$(PY) -m pytest -q -n 2 --dist loadgroup
+	$(PY) -m pytest -q -n 2 --dist worksteal
 
 stats: $(STAMP)
 	$(VENV)/bin/cassandra-sd stats

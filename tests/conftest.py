@@ -41,22 +41,3 @@ def smollm2_tiles():
         if len(tiles) == len(SMOLLM2_TILES):
             break
     return tiles
-
-
-#: Tests that share a folder or a tool cache, by xdist group: under ``make test`` (pytest-xdist,
-#: ``-n 2 --dist loadgroup``) each group runs in one worker. The cocotb benches (and the
-#: benchmark's RTL run) build Verilator models in fixed folders under build/sim/; the Yosys
-#: runs of make area / make depth share YoWASP's compile cache.
-XDIST_GROUPS = {
-    "build-sim": ("tests/sim/", "tests/bench/test_codec_speed.py"),
-    "yowasp": ("tests/fpga/test_area.py", "tests/fpga/test_depth.py"),
-}
-
-
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        path = item.path.as_posix()
-        for group, parts in XDIST_GROUPS.items():
-            if any(part in path for part in parts):
-                item.add_marker(pytest.mark.xdist_group(group))
-                break
