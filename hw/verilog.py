@@ -194,27 +194,39 @@ def _stale_files(out: Path, written: set[str]) -> list[Path]:
 
 
 def build(params: FormatParams, *, lanes: int, word_bits: int, out: Path, run_lint: bool = True,
-          prefix: str = "", progress=None) -> dict:
+          prefix: str = "", progress=None, only=None) -> dict:
     """Write the Verilog, port maps, config and lint report; return a summary.
 
     ``prefix`` starts every module and file name; ``progress`` (a function of one
-    line of text), when given, hears of each step."""
+    line of text), when given, hears of each step; ``only`` (names without the
+    prefix, e.g. ``("cassandra_decoder",)``), when given, limits the designs written
+    to those (the simulation builds use it)."""
     from .axis import DecoderAXIS, EncoderAXIS
     from .decoder import Decoder
     from .encoder import ENCODER_EXPONENT_CODINGS, Encoder
 
     check_prefix(prefix)
     say = progress or (lambda text: None)
-    designs = {f"{prefix}cassandra_decoder": Decoder(params, lanes=lanes, word_bits=word_bits),
-               f"{prefix}cassandra_decoder_axis": DecoderAXIS(params, lanes=lanes, word_bits=word_bits)}
+    designs = {f"{prefix}cassandra_decoder": Decoder, f"{prefix}cassandra_decoder_axis": DecoderAXIS}
     skipped = {}
     if params.exponent_coding in ENCODER_EXPONENT_CODINGS:
-        designs[f"{prefix}cassandra_encoder"] = Encoder(params, lanes=lanes, word_bits=word_bits)
-        designs[f"{prefix}cassandra_encoder_axis"] = EncoderAXIS(params, lanes=lanes, word_bits=word_bits)
+        designs[f"{prefix}cassandra_encoder"] = Encoder
+        designs[f"{prefix}cassandra_encoder_axis"] = EncoderAXIS
     else:
         skipped[f"{prefix}cassandra_encoder"] = (
             f"no encoder for exponent coding {params.exponent_coding!r}: the hardware encoder writes "
             f"{' and '.join(ENCODER_EXPONENT_CODINGS)} only (mx containers come from the golden encoder)")
+    if only is not None:
+        wanted = {f"{prefix}{name}" for name in only}
+        known = set(designs) | set(skipped)
+        if wanted - known:
+            raise ValueError(f"only={sorted(only)!r} names designs this build does not write: "
+                             f"{sorted(wanted - known)} (it writes {sorted(known)})")
+        designs = {name: component for name, component in designs.items() if name in wanted}
+        skipped = {name: reason for name, reason in skipped.items() if name in wanted}
+        if skipped:
+            raise ValueError("; ".join(skipped.values()))
+    designs = {name: design(params, lanes=lanes, word_bits=word_bits) for name, design in designs.items()}
     out.mkdir(parents=True, exist_ok=True)
     written = {f"{name}.{ext}" for name in designs for ext in ("v", "md")}
     removed = _stale_files(out, written)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from golden.format.params import FormatParams
-from hw.verilog import JUSTIFIED_LINT, _verilator, main
+from hw.verilog import JUSTIFIED_LINT, _verilator, build, main
 
 
 def test_default_configuration(tmp_path, capsys):
@@ -59,6 +59,20 @@ def test_mx_is_decode_only(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "no encoder for exponent coding 'mx'" in out and "golden encoder" in out
     assert "converting cassandra_decoder ..." in out  # progress
+
+
+def test_only_limits_the_designs_written(tmp_path):
+    """The simulation builds ask for the designs they compile (``only``): the others
+    are not converted; a name it does not write, or the mx encoder, is refused."""
+    params = FormatParams(group_size=16, superblock_groups=2, exponent_coding="raw")
+    summary = build(params, lanes=4, word_bits=32, out=tmp_path, run_lint=False, only=("cassandra_decoder",))
+    assert list(summary["files"]) == ["cassandra_decoder"]
+    assert sorted(path.name for path in tmp_path.glob("*.v")) == ["cassandra_decoder.v"]
+    with pytest.raises(ValueError, match="cassandra_decodr"):
+        build(params, lanes=4, word_bits=32, out=tmp_path, run_lint=False, only=("cassandra_decodr",))
+    with pytest.raises(ValueError, match="no encoder for exponent coding 'mx'"):
+        build(FormatParams(exponent_coding="mx"), lanes=4, word_bits=32, out=tmp_path, run_lint=False,
+              only=("cassandra_encoder",))
 
 
 def _modules(path):
