@@ -30,7 +30,7 @@ FPGA_ARGS = $(call option,LANES,--lanes) $(call option,WORD_BITS,--word-bits) \
 	$(if $(filter 1,$(ENCODER)),--encoder)$(if $(filter 0,$(ENCODER)),--decoder-only) \
 	$(if $(DECODER_MHZ),--decoder-mhz $(DECODER_MHZ)) $(if $(ENCODER_MHZ),--encoder-mhz $(ENCODER_MHZ))
 
-.PHONY: help venv verilog sim sim-long test stats demo bench bench-decode vectors fpga area depth clean distclean
+.PHONY: help venv verilog sim sim-long test test-long stats demo bench bench-decode vectors fpga area depth clean distclean
 
 help:
 	@echo "make venv    - create .venv and install the project with its pinned dependencies"
@@ -38,7 +38,7 @@ help:
 	@echo "               (LANES= WORD_BITS= EXPONENT=unary|raw|mx TRUNCATE= GROUP_SIZE= ...; defaults:"
 	@echo "               python -m hw.verilog --help)"
 	@echo "make sim     - cocotb tests of the emitted Verilog on Verilator (SIM=icarus, WAVES=1)"
-	@echo "make sim-long - the long simulations (>= 1M values through encoder -> decoder)"
+	@echo "make sim-long - the long simulations (>= 1M values through encoder -> decoder, the encoder's AXI wrapper)"
 	@echo "make fpga BOARD=ulx3s|icebreaker [LANES=..] - self-test bitstream + LUT/FF/BRAM/Fmax report"
 	@echo "               -> build/fpga/<board>/, reports/fpga-<board>.md (docs/FPGA.md)"
 	@echo "make area    - size of decoder and encoder: Yosys generic gates (NAND2 equivalents) and OSU 0.18 um"
@@ -46,6 +46,7 @@ help:
 	@echo "               Debian's opensta and qflow-tech-osu018 with apt-get when missing)"
 	@echo "make depth   - logic levels of the worst register-to-register path after synth_ecp5 -> reports/depth.md"
 	@echo "make test    - run the pytest suite (tests/), including the exhaustive BF16 checks"
+	@echo "make test-long - the tests marked long (pytest -m long: long simulations, 16-lane lint and encoder cases)"
 	@echo "make stats   - bits/value table of the default SmolLM2-135M model (paper defaults)"
 	@echo "make demo    - speculative decoding of one prompt on SmolLM2-135M, metrics and lossless check"
 	@echo "make bench   - acceptance + design-space exploration + comparators + roofline + speed -> reports/bench.md"
@@ -108,6 +109,9 @@ depth: $(STAMP)
 # for one design build it once
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 --dist worksteal
+
+test-long: $(STAMP)
+	$(PY) -m pytest -q -n 2 --dist worksteal -m long
 
 stats: $(STAMP)
 	$(VENV)/bin/cassandra-sd stats

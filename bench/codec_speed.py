@@ -332,12 +332,12 @@ def verilator_loopback_speed(values: int = 65_536, *, workdir: Path = Path("buil
     codebook = encode(x, magnitude_topk_mask(x, keep=keep, group_size=GROUP_SIZE), params).codebook.tolist()
 
     tag = configuration_tag(params, lanes, word_bits)
-    executable = sim_runner.BUILD_ROOT / "verilator" / f"cassandra_loopback-{tag}" / "cassandra_loopback"
+    executable = sim_runner.BUILD_ROOT / "verilator" / f"cassandra_loopback-{tag}-opt" / "cassandra_loopback"
     before = executable.stat().st_mtime_ns if executable.exists() else None
     start = time.perf_counter()
     try:
         runner, build_dir = build_design("cassandra_loopback", params, lanes=lanes, word_bits=word_bits,
-                                         waves=False, sim="verilator")
+                                         waves=False, sim="verilator", optimize=True)
     except (RuntimeError, SystemExit) as error:
         raise RuntimeError(f"Verilator could not build cassandra_loopback ({tag}): {error}; its messages are "
                            "above (`make sim` builds the same design)") from error

@@ -353,7 +353,7 @@ RANDOM_KEEP_CASES = [
     (32, 2, 64, "unary", 6, 2),
     (32, 8, 32, "raw", 8, 1),
     (64, 4, 64, "unary", 8, 2),
-    (64, 16, 256, "unary", 8, 4),
+    pytest.param((64, 16, 256, "unary", 8, 4), marks=pytest.mark.long),  # 1 min: `make test-long`
 ]
 
 

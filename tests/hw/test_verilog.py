@@ -12,6 +12,9 @@ import pytest
 from golden.format.params import FormatParams
 from hw.verilog import JUSTIFIED_LINT, _verilator, build, main
 
+#: a small build (4 lanes, 32-bit words, groups of 16) for tests of the generator's options
+SMALL = ["--lanes", "4", "--word-bits", "32", "--group-size", "16"]
+
 
 def test_default_configuration(tmp_path, capsys):
     assert main(["--out", str(tmp_path)]) == 0
@@ -84,8 +87,8 @@ def test_prefix_lets_two_builds_share_a_design(tmp_path):
     name starts with the prefix, the two sets are disjoint, and Verilator reads both
     files in one run without a duplicate module."""
     weights, kv = tmp_path / "weights", tmp_path / "kv"
-    assert main(["--out", str(weights), "--prefix", "w_", "--no-lint"]) == 0
-    assert main(["--out", str(kv), "--prefix", "kv_", "--superblock-groups", "1", "--no-lint"]) == 0
+    assert main(["--out", str(weights), "--prefix", "w_", "--no-lint", *SMALL]) == 0
+    assert main(["--out", str(kv), "--prefix", "kv_", "--superblock-groups", "1", "--no-lint", *SMALL]) == 0
     w_modules, kv_modules = _modules(weights / "w_cassandra_decoder.v"), _modules(kv / "kv_cassandra_decoder.v")
     assert "w_cassandra_decoder" in w_modules and "kv_cassandra_decoder" in kv_modules
     assert all(name.startswith(("w_", "\\w_")) for name in w_modules), w_modules
@@ -110,10 +113,10 @@ def test_prefix_lets_two_builds_share_a_design(tmp_path):
 def test_stale_files_are_removed(tmp_path, capsys):
     """A second run into the same folder removes what the first wrote and it does not
     (here the encoder: mx has none); other files stay."""
-    assert main(["--out", str(tmp_path), "--no-lint"]) == 0
+    assert main(["--out", str(tmp_path), "--no-lint", *SMALL]) == 0
     (tmp_path / "notes.v").write_text("// the user's file\n")
     capsys.readouterr()
-    assert main(["--out", str(tmp_path), "--exponent", "mx", "--no-lint"]) == 0
+    assert main(["--out", str(tmp_path), "--exponent", "mx", "--no-lint", *SMALL]) == 0
     out = capsys.readouterr().out
     for name in ("cassandra_encoder.v", "cassandra_encoder.md", "cassandra_encoder_axis.v"):
         assert not (tmp_path / name).exists()
@@ -141,7 +144,8 @@ def test_bad_parameters_are_named(tmp_path, capsys, argv, message):
 @pytest.mark.parametrize("argv", [
     ["--lanes", "4", "--exponent", "raw", "--word-bits", "32"],
     ["--lanes", "16", "--exponent", "mx", "--word-bits", "256", "--mx-block", "2"],
-    ["--lanes", "16", "--group-size", "16", "--truncate", "7", "--superblock-groups", "1"],
+    pytest.param(["--lanes", "16", "--group-size", "16", "--truncate", "7", "--superblock-groups", "1"],
+                 marks=pytest.mark.long),  # 2 min of lint: `make test-long`
     ["--lanes", "8", "--truncate", "0", "--unary-max", "1", "--word-bits", "128"],
 ], ids=["raw-l4-w32", "mx-l16-w256", "l16-g16-m0-s1", "unary-l8-m7-L1"])
 def test_lint_other_configurations(tmp_path, argv):

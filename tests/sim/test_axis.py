@@ -3,6 +3,8 @@ cocotbext-axi's AxiStreamSource / AxiStreamSink with random pauses."""
 
 from __future__ import annotations
 
+import pytest
+
 from golden.format.bitstream import stream_words
 from golden.format.codec import bf16_bits, decode
 from golden.format.params import STREAM_NAMES, FormatParams, keep_count
@@ -39,6 +41,7 @@ def test_decoder_axis():
                                for enc, full in modes])
 
 
+@pytest.mark.long  # an encoder build and 2-4 min: `make sim-long` (the decoder wrapper runs in make test)
 def test_encoder_axis():
     keep = keep_count(64, 0.4)
     tensors = [weights(3, 128, seed=13), special_values(64 * 2, seed=14).reshape(1, -1)]

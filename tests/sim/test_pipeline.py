@@ -57,6 +57,7 @@ def test_weight_and_kv_tiles_through_the_decoder(exported):
     assert kinds.count("weight") == 8 and kinds.count("kv") == 1  # layer 0's 7 linears + the head; one KV tile
 
 
+@pytest.mark.long  # a loopback build of its own (S = 1) and 3 min: `make sim-long`
 def test_kv_tile_through_encoder_and_decoder_equals_the_drafts_view(exported):
     pipe, out, manifest = exported
     entry = next(e for e in manifest["vectors"] if e["source"]["kind"] == "kv")

@@ -2,7 +2,8 @@
 workers, two ``make sim`` runs) take turns on a lock and compile once; a folder whose
 stamp matches the Verilog is not compiled again; a changed stamp is. The simulator is
 replaced by a stand-in that records its calls (the Verilog is the real ``make verilog``
-output), so this runs in seconds."""
+output), so this runs in seconds; one test compiles a small decoder for real and runs a
+cocotb bench on it from a runner whose build was skipped."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ import time
 import cocotb_tools.runner
 
 import sim.runner as sim_runner
-from golden.format.params import FormatParams
+from golden.format.params import FormatParams, keep_count
+from sim.jobs import decoder_phase, encode_tensor, write_job
+from tests.samples import weights
 
 PARAMS = FormatParams(group_size=16, superblock_groups=2, mantissa_bits=0, exponent_coding="raw")
 
@@ -63,3 +66,18 @@ def test_concurrent_builds_take_turns_and_compile_once(tmp_path, monkeypatch):
     stamp.write_text("compiled from other Verilog\n")
     sim_runner.build_design("cassandra_decoder", PARAMS, lanes=4, word_bits=32, waves=False, sim="verilator")
     assert simulator.builds == 2 and stamp.read_text() != "compiled from other Verilog\n"
+
+
+def test_a_skipped_build_runs_a_bench(tmp_path, monkeypatch):
+    """A second process (here: a second call) finds the stamp, skips the compile, and
+    its runner still runs the decoder bench."""
+    monkeypatch.setattr(sim_runner, "BUILD_ROOT", tmp_path)
+    _, build_dir = sim_runner.build_design("cassandra_decoder", PARAMS, lanes=4, word_bits=32, waves=False)
+    executable = build_dir / "cassandra_decoder"
+    compiled = executable.stat().st_mtime_ns
+    runner, again = sim_runner.build_design("cassandra_decoder", PARAMS, lanes=4, word_bits=32, waves=False)
+    assert again == build_dir and executable.stat().st_mtime_ns == compiled
+    enc = encode_tensor(weights(2, 2 * PARAMS.group_size, seed=7), PARAMS, keep=keep_count(PARAMS.group_size, 0.4))
+    job = write_job(tmp_path / "job.json", lanes=4, seed=0, codebook=None, idle=0.2, backpressure=0.2,
+                    phases=[decoder_phase([(enc, True), (enc, False)], lanes=4, word_bits=32)])
+    sim_runner.run_cocotb(runner, build_dir, "cassandra_decoder", "sim.cocotb_decoder", job, waves=False)
