@@ -172,8 +172,9 @@ class Decoder(wiring.Component):
             if max_bits == 0:  # no mantissa_low fields when nothing is truncated
                 m.d.comb += getattr(self, name).ready.eq(0)
                 continue
-            depth = 8 if (coding == "mx" and name in ("mantissa_low", "pruned_raw")) else 2
-            reader = readers[name] = FieldReader(word_bits=self.word_bits, max_bits=max_bits, out_depth=depth)
+            later = coding == "mx" and name in ("mantissa_low", "pruned_raw")  # read at the second join
+            reader = readers[name] = FieldReader(word_bits=self.word_bits, max_bits=max_bits,
+                                                 out_depth=8 if later else 2, desc_depth=8 if later else 4)
             m.submodules[f"{name}_reader"] = reader
             wiring.connect(m, wiring.flipped(getattr(self, name)), reader.words)
         if coding == "unary":
@@ -255,11 +256,13 @@ class Decoder(wiring.Component):
             "blocks": kept_bits,
         })
         m.submodules.join_queue = join_queue = Queue(join_layout, depth=8)
-        destinations = [join_queue.i] + [reader.desc for name, reader in readers.items() if name != "bitmap"]
+        # the fan-out moves when every destination queue has room, known a clock ahead:
+        # a register of their registered "two free" flags (no AND of readies in the loop)
+        spares = [join_queue.spare] + [reader.desc_spare for name, reader in readers.items() if name != "bitmap"]
         if coding == "unary":
-            destinations += [unary.beats]
-        fan_advance = Signal()
-        m.d.comb += fan_advance.eq(Cat(*(d.ready for d in destinations)).all())
+            spares += [unary.beats_spare]
+        fan_advance = Signal(init=1)
+        m.d.sync += fan_advance.eq(Cat(*spares).all())
 
         f1_valid = Signal()
         f1_mask = Signal(lanes)

@@ -11,15 +11,17 @@ Microarchitecture (every loop is short, every handshake registered)::
 
     words ─► skid ─► [pair 32-bit words] ─► ring of R words (slot = word index mod R)
                                                 │
-    desc ─► queue ─► head: need, advance, next offset (precomputed one clock ahead)
+    desc ─► queue ─► next: need, advance, next offset (computed on entry) ─► head
                            │
-                           pop = head valid & need <= words available & room
+                           pop = head valid & enough & room   (enough: a register)
                            │
                      capture the words the beat spans ─► shift by the bit offset
                      (two pipeline stages) ─► out queue ─► out
 
-The only loop is the pop: a small compare of registered word counts, then the
-pointer and offset registers load values computed in the clock before. The bit
+The only loop is the pop: an AND of three registers, then the pointer, offset,
+word count and ``enough`` (need <= words available) registers load values computed
+from registers in the same clock, one of four candidates per register (pop or not,
+a word taken or not), so no compare or add follows the pop decision. The bit
 arithmetic (offset + delta, rounded up at superblock and command ends) is done for
 the next descriptor while the current one waits, from the current one's result.
 """
@@ -69,6 +71,8 @@ class FieldReader(wiring.Component):
         The most data bits one beat takes (``delta``), and the width of ``out``.
     out_depth : int
         Entries of the output queue (default 2).
+    desc_depth : int
+        Entries of the descriptor queue (default 4).
 
     Ports
     -----
@@ -78,9 +82,12 @@ class FieldReader(wiring.Component):
         One window per descriptor: stream bits from the beat's first bit.
     starved : Out(1)
         Registered: the next beat waits for words the stream has not delivered.
+    desc_spare : Out(1)
+        Registered: the descriptor queue has room for two more, so a producer that sees
+        it may push in the next clock without looking at ``desc.ready``.
     """
 
-    def __init__(self, *, word_bits: int, max_bits: int, out_depth: int = 2):
+    def __init__(self, *, word_bits: int, max_bits: int, out_depth: int = 2, desc_depth: int = 4):
         with parameter_checks(self):
             if word_bits not in WORD_BITS_CHOICES:
                 raise ValueError(f"word_bits={word_bits!r} is not one of {WORD_BITS_CHOICES}")
@@ -89,6 +96,7 @@ class FieldReader(wiring.Component):
         self.word_bits = word_bits
         self.max_bits = max_bits
         self.out_depth = out_depth
+        self.desc_depth = desc_depth
         #: internal word width: 32-bit words are paired, so a superblock's 64-bit
         #: alignment never splits a ring slot
         self.slot_bits = max(STREAM_ALIGN_BITS, word_bits)
@@ -100,6 +108,7 @@ class FieldReader(wiring.Component):
             "desc": In(stream.Signature(field_descriptor_layout(max_bits))),
             "out": Out(stream.Signature(max_bits)),
             "starved": Out(1),
+            "desc_spare": Out(1),
         })
 
     def elaborate(self, platform):
@@ -115,8 +124,11 @@ class FieldReader(wiring.Component):
         ring = Array(ring_slots)
         write_slot = Signal(range(slots))
         read_slot = Signal(range(slots))
-        available = Signal(range(slots + 1))  # whole words in the ring from the read word on
-        room = available != slots
+        # whole words in the ring from the read word on, as a thermometer code:
+        # ``have[k - 1]`` is "at least k words" (k = 1..slots), so comparing with a
+        # need is a bit select and a change by a few words is a shift
+        have = Signal(slots, name="have_words")
+        room = ~have[slots - 1]
         word_valid = Signal()
         word = Signal(slot_bits)
         take_word = Signal()
@@ -151,7 +163,8 @@ class FieldReader(wiring.Component):
             "align_superblock": 1,
             "align_command": 1,
         })
-        m.submodules.desc_queue = desc_queue = Queue(queued, depth=4)
+        m.submodules.desc_queue = desc_queue = Queue(queued, depth=self.desc_depth)
+        m.d.comb += self.desc_spare.eq(desc_queue.spare)
         desc = self.desc.payload
         m.d.comb += [
             desc_queue.i.valid.eq(self.desc.valid),
@@ -164,40 +177,79 @@ class FieldReader(wiring.Component):
             desc_queue.i.payload.align_command.eq(desc.align_command),
         ]
         offset = Signal(range(slot_bits))  # bit offset of the read position in its word
-        head_valid = Signal()
-        head_need = Signal(range(span + 1))  # words the beat's data spans
-        head_advance = Signal(range(span + 1))  # words the read position moves on
-        head_next_offset = Signal(range(slot_bits))
+        # two registered descriptor stages: ``next`` (its arithmetic done on entry) and
+        # ``head`` (the beat the reader serves), each with need (words the beat's data
+        # spans), advance (words the read position moves on) and the offset after it
+        head_valid, next_valid = Signal(), Signal()
+        head_need, next_need = Signal(range(span + 1)), Signal(range(span + 1))
+        head_advance, next_advance = Signal(range(span + 1)), Signal(range(span + 1))
+        head_next_offset, next_next_offset = Signal(range(slot_bits)), Signal(range(slot_bits))
 
-        # the next descriptor's arithmetic starts from where the head leaves the offset
-        base = Mux(head_valid, head_next_offset, offset)
-        nxt = desc_queue.o.payload
+        # a descriptor's arithmetic starts from where the one in front of it leaves the offset
+        base = Mux(next_valid, next_next_offset, Mux(head_valid, head_next_offset, offset))
+        entering = desc_queue.o.payload
         need_sum = Signal(range(slot_bits + max_bits + slot_bits))
         advance_sum = Signal(range(slot_bits + max_bits + slot_bits))
-        m.d.comb += [need_sum.eq(base + nxt.need_addend), advance_sum.eq(base + nxt.advance_addend)]
-        low_mask = Mux(nxt.align_command, slot_bits - 1, Mux(nxt.align_superblock, STREAM_ALIGN_BITS - 1, 0))
+        m.d.comb += [need_sum.eq(base + entering.need_addend), advance_sum.eq(base + entering.advance_addend)]
+        low_mask = Mux(entering.align_command, slot_bits - 1,
+                       Mux(entering.align_superblock, STREAM_ALIGN_BITS - 1, 0))
 
+        # ``enough`` is the registered "head_need <= words available": the pop decision reads
+        # registers only. Its next value is one of four candidates computed from
+        # registers (pop or not, a word taken or not), so no compare sits in the loop.
         pop = Signal()
         advance_pipe = Signal()
-        load = desc_queue.o.valid & (~head_valid | pop)
+        enough = Signal()
+        head_load = next_valid & (~head_valid | pop)
+        next_load = desc_queue.o.valid & (~next_valid | head_load)
         m.d.comb += [
-            pop.eq(head_valid & (head_need <= available) & advance_pipe),
-            desc_queue.o.ready.eq(load),
+            pop.eq(head_valid & enough & advance_pipe),
+            desc_queue.o.ready.eq(next_load),
         ]
-        with m.If(load):
+        need_if_kept = Mux(head_valid, head_need, next_need)  # the head's need after a clock without pop
+
+        def at_least(count):  # "at least ``count`` words" in the thermometer, for a fixed count
+            return Const(1) if count <= 0 else Const(0) if count > slots else have[count - 1]
+
+        candidates = {}  # (pop, take) -> (thermometer after, enough after)
+        for popped in (0, 1):
+            for taken in (0, 1):
+                # after the clock, "at least k words" is "at least k - taken + advance" now
+                shifts = range(span + 1) if popped else (0,)
+                shifted = [Cat(*(at_least(k + advance - taken) for k in range(1, slots + 1))) for advance in shifts]
+                have_after = Signal(slots, name=f"have_p{popped}_t{taken}")
+                m.d.comb += have_after.eq(Array(shifted)[head_advance] if popped else shifted[0])
+                need_after = next_need if popped else need_if_kept
+                enough_after = Signal(name=f"enough_p{popped}_t{taken}")
+                table = Array(Array(at_least(need + advance - taken) for advance in shifts) for need in range(span + 1))
+                m.d.comb += enough_after.eq(table[need_after][head_advance] if popped else table[need_after][0])
+                candidates[popped, taken] = (have_after, enough_after)
+        with m.Switch(Cat(take_word, pop)):
+            for (popped, taken), (have_after, enough_after) in candidates.items():
+                with m.Case(taken | popped << 1):
+                    m.d.sync += [have.eq(have_after), enough.eq(enough_after)]
+        with m.If(next_load):
+            m.d.sync += [
+                next_valid.eq(1),
+                next_need.eq(need_sum[slot_shift:]),
+                next_advance.eq(advance_sum[slot_shift:]),
+                next_next_offset.eq(advance_sum[:slot_shift] & ~low_mask),
+            ]
+        with m.Elif(head_load):
+            m.d.sync += next_valid.eq(0)
+        with m.If(head_load):
             m.d.sync += [
                 head_valid.eq(1),
-                head_need.eq(need_sum[slot_shift:]),
-                head_advance.eq(advance_sum[slot_shift:]),
-                head_next_offset.eq(advance_sum[:slot_shift] & ~low_mask),
+                head_need.eq(next_need),
+                head_advance.eq(next_advance),
+                head_next_offset.eq(next_next_offset),
             ]
         with m.Elif(pop):
             m.d.sync += head_valid.eq(0)
         with m.If(pop):
             m.d.sync += [read_slot.eq(read_slot + head_advance), offset.eq(head_next_offset)]
-        m.d.sync += available.eq(available + take_word - Mux(pop, head_advance, 0))
         # a beat waits for words that have not come (registered; a status flag)
-        m.d.sync += self.starved.eq(head_valid & (head_need > available))
+        m.d.sync += self.starved.eq(head_valid & ~enough)
 
         # ---- window: capture the spanned words, shift by the offset (2 stages) -----
         m.submodules.out_queue = out_queue = Queue(max_bits, depth=self.out_depth)

@@ -73,6 +73,12 @@ class Queue(wiring.Component):
         The payload.
     depth : int
         Entries, a power of two >= 2.
+
+    Attributes
+    ----------
+    spare : Signal
+        Registered: at least two entries are free, so a producer that sees it may push
+        in the next clock without looking at ``i.ready`` (a push in this clock leaves one).
     """
 
     def __init__(self, shape, depth: int = 2):
@@ -82,6 +88,7 @@ class Queue(wiring.Component):
         self.shape = shape
         self.depth = depth
         super().__init__({"i": In(stream.Signature(shape)), "o": Out(stream.Signature(shape))})
+        self.spare = Signal(init=1)
 
     def elaborate(self, platform):
         m = Module()
@@ -104,7 +111,9 @@ class Queue(wiring.Component):
         with m.If(pop):
             m.d.sync += read.eq(read + 1)
         with m.If(push & ~pop):
-            m.d.sync += [count.eq(count + 1), full.eq(count == depth - 1), self.o.valid.eq(1)]
+            m.d.sync += [count.eq(count + 1), full.eq(count == depth - 1), self.o.valid.eq(1),
+                         self.spare.eq(count + 1 <= depth - 2)]
         with m.Elif(pop & ~push):
-            m.d.sync += [count.eq(count - 1), full.eq(0), self.o.valid.eq(count != 1)]
+            m.d.sync += [count.eq(count - 1), full.eq(0), self.o.valid.eq(count != 1),
+                         self.spare.eq(count - 1 <= depth - 2)]
         return m

@@ -92,6 +92,8 @@ class UnaryDecoder(wiring.Component):
     beats : In(stream.Signature(unary_beat_layout(lanes)))
     out : Out(stream.Signature(8 * lanes))
         Per beat, its ``kept`` exponents (slot ``i`` in bits ``8i..8i+7``).
+    beats_spare : Out(1)
+        Registered: the beat queue has room for two more (see :class:`~hw.pipe.Queue`).
     """
 
     def __init__(self, params: FormatParams, *, lanes: int, word_bits: int, window_bits: int):
@@ -113,6 +115,7 @@ class UnaryDecoder(wiring.Component):
             "codebook": In(data.ArrayLayout(BF16_EXPONENT_BITS, self.code_length)),
             "beats": In(stream.Signature(unary_beat_layout(lanes))),
             "out": Out(stream.Signature(8 * lanes)),
+            "beats_spare": Out(1),
         })
 
     def elaborate(self, platform):  # noqa: C901 (one pipeline, read top to bottom)
@@ -314,8 +317,9 @@ class UnaryDecoder(wiring.Component):
             return _rotate(rows, index[:bank_bits]) if E > 1 else rows
 
         # ================= packer ========================================================
-        m.submodules.beat_queue = beat_queue = Queue(unary_beat_layout(lanes), depth=4)
+        m.submodules.beat_queue = beat_queue = Queue(unary_beat_layout(lanes), depth=8)
         wiring.connect(m, wiring.flipped(self.beats), beat_queue.i)
+        m.d.comb += self.beats_spare.eq(beat_queue.spare)
         m.submodules.out_queue = out_queue = Queue(8 * lanes, depth=2)
         wiring.connect(m, out_queue.o, wiring.flipped(self.out))
         advance = out_queue.i.ready
