@@ -351,8 +351,12 @@ class _Checker(wiring.Component):
         ]
 
         # stage 3..: the beat's smallest kept and largest pruned key (pipelined trees)
-        min_kept, tree_registers = _tree(m, s2_min_kept, lambda a, b: Mux(a < b, a, b), "min_kept")
-        max_pruned, _ = _tree(m, s2_max_pruned, lambda a, b: Mux(a > b, a, b), "max_pruned")
+        # (a register after every compare-and-select level and after the root, so that the
+        # group accumulation below is the only compare-and-select between two registers)
+        min_kept, tree_registers = _tree(m, s2_min_kept, lambda a, b: Mux(a < b, a, b), "min_kept", 1)
+        max_pruned, _ = _tree(m, s2_max_pruned, lambda a, b: Mux(a > b, a, b), "max_pruned", 1)
+        min_kept, max_pruned = _delay(m, min_kept, 1, "min_kept_root"), _delay(m, max_pruned, 1, "max_pruned_root")
+        tree_registers += 1
         t_valid = _delay(m, s2_valid, tree_registers, "valid")
         t_draft = _delay(m, s2_draft, tree_registers, "draft")
         t_group_end = _delay(m, s2_group_end, tree_registers, "group_end")
@@ -392,13 +396,16 @@ class _Checker(wiring.Component):
                              verdict_max.eq(all_max)]
             with m.Else():
                 m.d.sync += [group_kept.eq(all_kept), group_min.eq(all_min), group_max.eq(all_max)]
-        with m.If(verdict_valid & ((verdict_kept != cfg.keep) | (verdict_min <= verdict_max))):
+        verdict_bad = Signal()  # the compare, then the count a clock later
+        m.d.sync += verdict_bad.eq(verdict_valid & ((verdict_kept != cfg.keep) | (verdict_min <= verdict_max)))
+        with m.If(verdict_bad):
             m.d.sync += self.topk_err.eq(self.topk_err + 1)
 
         # done: every pass checked (the pipeline has drained when `values` says so)
         expected_values = cfg.passes * cfg.beats_per_pass * lanes
         if cfg.passes:
-            m.d.sync += self.done.eq(self.values == expected_values)
+            reached = Signal()  # then one more clock for the last group's top-k count
+            m.d.sync += [reached.eq(self.values == expected_values), self.done.eq(reached)]
         with m.If(~self.done[0]):
             m.d.sync += self.cycles.eq(self.cycles + 1)
         return m

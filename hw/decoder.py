@@ -74,6 +74,15 @@ def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 
 
+def _pick(one_hot, fields, width: int):
+    """Field ``i`` of ``fields`` (``width`` bits each) where bit ``i`` of ``one_hot`` is
+    set, as an OR of ANDs (at most one bit may be set; none gives 0)."""
+    result = Const(0, width)
+    for i in range(len(one_hot)):
+        result = result | (fields[i * width:(i + 1) * width] & one_hot[i].replicate(width))
+    return result
+
+
 def _prefix_counts(bits: list) -> list:
     """``[popcount(bits[:j]) for j in 0..len(bits)]``."""
     return [popcount(bits[:j]) for j in range(len(bits) + 1)]
@@ -243,7 +252,7 @@ class Decoder(wiring.Component):
             ]
 
         # ---- fan-out: per beat, what every stream gives ------------------------------
-        # F1: mask and control; F2: counts; F3: descriptors pushed to every stream
+        # F1: mask and control; F1b: partial counts; F2: counts; F3: descriptors pushed to every stream
         kept_bits = range(lanes + 1)
         join_layout = data.StructLayout({
             "mask": lanes,
@@ -274,28 +283,42 @@ class Decoder(wiring.Component):
             m.d.sync += [f1_valid.eq(take_beat), f1_mask.eq(bitmap.out.payload[:lanes]),
                          f1_control.eq(control_queue.o.payload)]
 
+        # F1b: the prefix counts in two halves: kept lanes before each lane inside its
+        # quad of 4 lanes, and kept lanes before each quad; F2 adds them
+        quad = min(4, lanes)
+        quads = lanes // quad
+        f1b_valid = Signal()
+        f1b_mask = Signal(lanes)
+        f1b_control = Signal(control_layout)
+        f1b_local = [Signal(range(quad), name=f"f1b_local{j}") for j in range(lanes)]
+        f1b_quad_before = [Signal(kept_bits, name=f"f1b_quad_before{q}") for q in range(quads + 1)]
+        with m.If(fan_advance):
+            m.d.sync += [f1b_valid.eq(f1_valid), f1b_mask.eq(f1_mask), f1b_control.eq(f1_control)]
+            m.d.sync += [f1b_local[j].eq(popcount(f1_mask[j - j % quad:j])) for j in range(lanes)]
+            m.d.sync += [f1b_quad_before[q].eq(popcount(f1_mask[:q * quad])) for q in range(quads + 1)]
+
         f2_valid = Signal()
         f2 = Signal(join_layout)
         f2_kept = Signal(kept_bits)
-        kept = [f1_mask[j] for j in range(lanes)]
-        kept_before = _prefix_counts(kept)
+        kept = [f1b_mask[j] for j in range(lanes)]
+        kept_before = [f1b_quad_before[j // quad] + f1b_local[j] for j in range(lanes)] + [f1b_quad_before[quads]]
         mx_starts = None
         if coding == "mx":
             # the rank of each kept value in its group decides where a block starts
             block = p.mx_block_size
             kept_in_group = Signal(range(p.group_size + 1))
-            base = Mux(f1_control.group_start, 0, kept_in_group)
+            base = Mux(f1b_control.group_start, 0, kept_in_group)
             mx_starts = [kept[j] & ((base + kept_before[j])[:block.bit_length() - 1] == 0) for j in range(lanes)]
-            with m.If(fan_advance & f1_valid):
+            with m.If(fan_advance & f1b_valid):
                 m.d.sync += kept_in_group.eq(base + kept_before[lanes])
         with m.If(fan_advance):
             m.d.sync += [
-                f2_valid.eq(f1_valid),
-                f2.mask.eq(f1_mask),
-                f2.full.eq(f1_control.full),
-                f2.last.eq(f1_control.command_end),
-                f2.group_start.eq(f1_control.group_start),
-                f2.superblock_end.eq(f1_control.superblock_end),
+                f2_valid.eq(f1b_valid),
+                f2.mask.eq(f1b_mask),
+                f2.full.eq(f1b_control.full),
+                f2.last.eq(f1b_control.command_end),
+                f2.group_start.eq(f1b_control.group_start),
+                f2.superblock_end.eq(f1b_control.superblock_end),
                 f2_kept.eq(kept_before[lanes]),
             ]
             m.d.sync += [f2.kept_before[j].eq(kept_before[j]) for j in range(lanes)]
@@ -393,11 +416,19 @@ class Decoder(wiring.Component):
         l1_exp = Signal(len(exponents.payload))
         l1_ml = Signal(len(ml.out.payload)) if ml is not None else None
         l1_pr = Signal(len(pr.out.payload))
+        # per lane j, one-hot: which kept field (kept_before[j]) and which pruned field
+        # (j - kept_before[j]) it takes, decoded here so that L2 is an AND-OR, not a shifter
+        l1_pick = [Signal(j + 1, name=f"lane{j}_pick") for j in range(lanes)]
+        l1_pick_pruned = [Signal(j + 1, name=f"lane{j}_pick_pruned") for j in range(lanes)]
         with m.If(advance):
             m.d.sync += [l1_valid.eq(fire), l1.eq(desc), l1_sm.eq(sm.out.payload), l1_exp.eq(exponents.payload),
                          l1_pr.eq(pr.out.payload)]
             if ml is not None:
                 m.d.sync += l1_ml.eq(ml.out.payload)
+            for j in range(lanes):
+                before = desc.kept_before[j]
+                m.d.sync += [l1_pick[j][i].eq(before == i) for i in range(j + 1)]
+                m.d.sync += [l1_pick_pruned[j][i].eq(before == j - i) for i in range(j + 1)]
 
         # L2: each lane's fields, selected by the prefix counts
         l2_valid = Signal()
@@ -411,16 +442,13 @@ class Decoder(wiring.Component):
         with m.If(advance):
             m.d.sync += [l2_valid.eq(l1_valid), l2_last.eq(l1.last), l2_full.eq(l1.full), l2_kept.eq(l1.mask)]
             for j in range(lanes):
-                index = l1.kept_before[j][:max(1, (lanes - 1).bit_length())]
-                pruned_index = Signal(range(lanes), name=f"lane{j}_pruned_index")
-                m.d.comb += pruned_index.eq(j - l1.kept_before[j])
                 m.d.sync += [
-                    l2_sm[j].eq(l1_sm.word_select(index, smw) if lanes > 1 else l1_sm[:smw]),
-                    l2_exp[j].eq(l1_exp.word_select(index, 8) if lanes > 1 else l1_exp[:8]),
-                    l2_pr[j].eq(l1_pr.word_select(pruned_index, 16) if lanes > 1 else l1_pr[:16]),
+                    l2_sm[j].eq(_pick(l1_pick[j], l1_sm, smw)),
+                    l2_exp[j].eq(_pick(l1_pick[j], l1_exp, 8)),
+                    l2_pr[j].eq(_pick(l1_pick_pruned[j], l1_pr, 16)),
                 ]
                 if ml is not None:
-                    m.d.sync += l2_ml[j].eq(l1_ml.word_select(index, trunc) if lanes > 1 else l1_ml[:trunc])
+                    m.d.sync += l2_ml[j].eq(_pick(l1_pick[j], l1_ml, trunc))
 
         values = []
         for j in range(lanes):
