@@ -266,7 +266,7 @@ def _tree(m, items, combine, name, stages_per_register=2):
         if depth % stages_per_register == 0 and len(level) > 1:
             registered = []
             for j, item in enumerate(level):
-                r = Signal(len(item), name=f"{name}_r{depth}_{j}")
+                r = Signal(len(item), name=f"{name}_r{depth}_{j}", reset_less=True)  # data: no reset
                 m.d.sync += r.eq(item)
                 registered.append(r)
             level, registers = registered, registers + 1
@@ -303,8 +303,8 @@ class _Checker(wiring.Component):
 
         # stage 1: the beat beside its expected values
         s1_valid = Signal()
-        s1_out = [Signal(16, name=f"s1_out{i}") for i in range(lanes)]
-        s1_expected = [Signal(16, name=f"s1_expected{i}") for i in range(lanes)]
+        s1_out = [Signal(16, name=f"s1_out{i}", reset_less=True) for i in range(lanes)]  # data: no reset
+        s1_expected = [Signal(16, name=f"s1_expected{i}", reset_less=True) for i in range(lanes)]
         s1_draft, s1_last, s1_pass_end, s1_group_end = Signal(), Signal(), Signal(), Signal()
         s1_group_beat = Signal(range(max(G // lanes, 2)))
         m.d.sync += s1_valid.eq(self.beat.valid)
@@ -328,8 +328,8 @@ class _Checker(wiring.Component):
         s2_bad = Signal(range(lanes + 1))
         s2_kept = Signal(range(lanes + 1))
         key_bits = 1 + index_bits + 15
-        s2_min_kept = [Signal(key_bits, name=f"s2_min_kept{i}") for i in range(lanes)]
-        s2_max_pruned = [Signal(key_bits, name=f"s2_max_pruned{i}") for i in range(lanes)]
+        s2_min_kept = [Signal(key_bits, name=f"s2_min_kept{i}", reset_less=True) for i in range(lanes)]
+        s2_max_pruned = [Signal(key_bits, name=f"s2_max_pruned{i}", reset_less=True) for i in range(lanes)]
         m.d.sync += [s2_valid.eq(s1_valid), s2_draft.eq(s1_draft), s2_group_end.eq(s1_group_end),
                      s2_last_bad.eq(s1_valid & (s1_last != s1_pass_end))]
         full_bad, draft_bad, kept = [], [], []

@@ -74,15 +74,6 @@ def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 
 
-def _pick(one_hot, fields, width: int):
-    """Field ``i`` of ``fields`` (``width`` bits each) where bit ``i`` of ``one_hot`` is
-    set, as an OR of ANDs (at most one bit may be set; none gives 0)."""
-    result = Const(0, width)
-    for i in range(len(one_hot)):
-        result = result | (fields[i * width:(i + 1) * width] & one_hot[i].replicate(width))
-    return result
-
-
 def _prefix_counts(bits: list) -> list:
     """``[popcount(bits[:j]) for j in 0..len(bits)]``."""
     return [popcount(bits[:j]) for j in range(len(bits) + 1)]
@@ -274,8 +265,8 @@ class Decoder(wiring.Component):
         m.d.sync += fan_advance.eq(Cat(*spares).all())
 
         f1_valid = Signal()
-        f1_mask = Signal(lanes)
-        f1_control = Signal(control_layout)
+        f1_mask = Signal(lanes, reset_less=True)  # data registers (read with a valid flag): no reset
+        f1_control = Signal(control_layout, reset_less=True)
         take_beat = bitmap.out.valid & control_queue.o.valid & (fan_advance | ~f1_valid)
         m.d.comb += [bitmap.out.ready.eq(take_beat), control_queue.o.ready.eq(take_beat)]
         f1_load = fan_advance | ~f1_valid
@@ -288,18 +279,18 @@ class Decoder(wiring.Component):
         quad = min(4, lanes)
         quads = lanes // quad
         f1b_valid = Signal()
-        f1b_mask = Signal(lanes)
-        f1b_control = Signal(control_layout)
-        f1b_local = [Signal(range(quad), name=f"f1b_local{j}") for j in range(lanes)]
-        f1b_quad_before = [Signal(kept_bits, name=f"f1b_quad_before{q}") for q in range(quads + 1)]
+        f1b_mask = Signal(lanes, reset_less=True)
+        f1b_control = Signal(control_layout, reset_less=True)
+        f1b_local = [Signal(range(quad), name=f"f1b_local{j}", reset_less=True) for j in range(lanes)]
+        f1b_quad_before = [Signal(kept_bits, name=f"f1b_quad_before{q}", reset_less=True) for q in range(quads + 1)]
         with m.If(fan_advance):
             m.d.sync += [f1b_valid.eq(f1_valid), f1b_mask.eq(f1_mask), f1b_control.eq(f1_control)]
             m.d.sync += [f1b_local[j].eq(popcount(f1_mask[j - j % quad:j])) for j in range(lanes)]
             m.d.sync += [f1b_quad_before[q].eq(popcount(f1_mask[:q * quad])) for q in range(quads + 1)]
 
         f2_valid = Signal()
-        f2 = Signal(join_layout)
-        f2_kept = Signal(kept_bits)
+        f2 = Signal(join_layout, reset_less=True)
+        f2_kept = Signal(kept_bits, reset_less=True)
         kept = [f1b_mask[j] for j in range(lanes)]
         kept_before = [f1b_quad_before[j // quad] + f1b_local[j] for j in range(lanes)] + [f1b_quad_before[quads]]
         mx_starts = None
@@ -411,44 +402,39 @@ class Decoder(wiring.Component):
 
         # L1: the beat's windows
         l1_valid = Signal()
-        l1 = Signal(desc.shape())
-        l1_sm = Signal(len(sm.out.payload))
-        l1_exp = Signal(len(exponents.payload))
-        l1_ml = Signal(len(ml.out.payload)) if ml is not None else None
-        l1_pr = Signal(len(pr.out.payload))
-        # per lane j, one-hot: which kept field (kept_before[j]) and which pruned field
-        # (j - kept_before[j]) it takes, decoded here so that L2 is an AND-OR, not a shifter
-        l1_pick = [Signal(j + 1, name=f"lane{j}_pick") for j in range(lanes)]
-        l1_pick_pruned = [Signal(j + 1, name=f"lane{j}_pick_pruned") for j in range(lanes)]
+        l1 = Signal(desc.shape(), reset_less=True)
+        l1_sm = Signal(len(sm.out.payload), reset_less=True)
+        l1_exp = Signal(len(exponents.payload), reset_less=True)
+        l1_ml = Signal(len(ml.out.payload), reset_less=True) if ml is not None else None
+        l1_pr = Signal(len(pr.out.payload), reset_less=True)
         with m.If(advance):
             m.d.sync += [l1_valid.eq(fire), l1.eq(desc), l1_sm.eq(sm.out.payload), l1_exp.eq(exponents.payload),
                          l1_pr.eq(pr.out.payload)]
             if ml is not None:
                 m.d.sync += l1_ml.eq(ml.out.payload)
-            for j in range(lanes):
-                before = desc.kept_before[j]
-                m.d.sync += [l1_pick[j][i].eq(before == i) for i in range(j + 1)]
-                m.d.sync += [l1_pick_pruned[j][i].eq(before == j - i) for i in range(j + 1)]
 
         # L2: each lane's fields, selected by the prefix counts
         l2_valid = Signal()
-        l2_last = Signal()
-        l2_full = Signal()
-        l2_kept = Signal(lanes)
-        l2_sm = [Signal(smw, name=f"lane{j}_sm") for j in range(lanes)]
-        l2_exp = [Signal(8, name=f"lane{j}_exp") for j in range(lanes)]
-        l2_ml = [Signal(trunc, name=f"lane{j}_ml") for j in range(lanes)]
-        l2_pr = [Signal(16, name=f"lane{j}_pr") for j in range(lanes)]
+        l2_last = Signal(reset_less=True)
+        l2_full = Signal(reset_less=True)
+        l2_kept = Signal(lanes, reset_less=True)
+        l2_sm = [Signal(smw, name=f"lane{j}_sm", reset_less=True) for j in range(lanes)]
+        l2_exp = [Signal(8, name=f"lane{j}_exp", reset_less=True) for j in range(lanes)]
+        l2_ml = [Signal(trunc, name=f"lane{j}_ml", reset_less=True) for j in range(lanes)]
+        l2_pr = [Signal(16, name=f"lane{j}_pr", reset_less=True) for j in range(lanes)]
         with m.If(advance):
             m.d.sync += [l2_valid.eq(l1_valid), l2_last.eq(l1.last), l2_full.eq(l1.full), l2_kept.eq(l1.mask)]
             for j in range(lanes):
+                index = l1.kept_before[j][:max(1, (lanes - 1).bit_length())]
+                pruned_index = Signal(range(lanes), name=f"lane{j}_pruned_index")
+                m.d.comb += pruned_index.eq(j - l1.kept_before[j])
                 m.d.sync += [
-                    l2_sm[j].eq(_pick(l1_pick[j], l1_sm, smw)),
-                    l2_exp[j].eq(_pick(l1_pick[j], l1_exp, 8)),
-                    l2_pr[j].eq(_pick(l1_pick_pruned[j], l1_pr, 16)),
+                    l2_sm[j].eq(l1_sm.word_select(index, smw) if lanes > 1 else l1_sm[:smw]),
+                    l2_exp[j].eq(l1_exp.word_select(index, 8) if lanes > 1 else l1_exp[:8]),
+                    l2_pr[j].eq(l1_pr.word_select(pruned_index, 16) if lanes > 1 else l1_pr[:16]),
                 ]
                 if ml is not None:
-                    m.d.sync += l2_ml[j].eq(_pick(l1_pick[j], l1_ml, trunc))
+                    m.d.sync += l2_ml[j].eq(l1_ml.word_select(index, trunc) if lanes > 1 else l1_ml[:trunc])
 
         values = []
         for j in range(lanes):

@@ -120,7 +120,7 @@ class FieldReader(wiring.Component):
         # ---- words in: skid buffer, 32-bit pairing, ring --------------------------
         m.submodules.word_skid = word_skid = SkidBuffer(self.word_bits)
         wiring.connect(m, wiring.flipped(self.words), word_skid.i)
-        ring_slots = [Signal(slot_bits, name=f"slot{n}") for n in range(slots)]
+        ring_slots = [Signal(slot_bits, name=f"slot{n}", reset_less=True) for n in range(slots)]  # data: no reset
         ring = Array(ring_slots)
         write_slot = Signal(range(slots))
         read_slot = Signal(range(slots))
@@ -133,7 +133,7 @@ class FieldReader(wiring.Component):
         word = Signal(slot_bits)
         take_word = Signal()
         if self.word_bits == 32:
-            low_half = Signal(32)
+            low_half = Signal(32, reset_less=True)
             have_low = Signal()
             m.d.comb += [
                 word_valid.eq(word_skid.o.valid & have_low),
@@ -211,6 +211,10 @@ class FieldReader(wiring.Component):
         def at_least(count):  # "at least ``count`` words" in the thermometer, for a fixed count
             return Const(1) if count <= 0 else Const(0) if count > slots else have[count - 1]
 
+        def full_table(values, index):  # one entry per value of ``index`` (above span: never used)
+            values = list(values)
+            return Array(values + [values[-1]] * ((1 << len(index)) - len(values)))
+
         candidates = {}  # (pop, take) -> (thermometer after, enough after)
         for popped in (0, 1):
             for taken in (0, 1):
@@ -218,10 +222,11 @@ class FieldReader(wiring.Component):
                 shifts = range(span + 1) if popped else (0,)
                 shifted = [Cat(*(at_least(k + advance - taken) for k in range(1, slots + 1))) for advance in shifts]
                 have_after = Signal(slots, name=f"have_p{popped}_t{taken}")
-                m.d.comb += have_after.eq(Array(shifted)[head_advance] if popped else shifted[0])
+                m.d.comb += have_after.eq(full_table(shifted, head_advance)[head_advance] if popped else shifted[0])
                 need_after = next_need if popped else need_if_kept
                 enough_after = Signal(name=f"enough_p{popped}_t{taken}")
-                table = Array(Array(at_least(need + advance - taken) for advance in shifts) for need in range(span + 1))
+                table = full_table((full_table((at_least(need + advance - taken) for advance in shifts), head_advance)
+                                    for need in range(span + 1)), next_need)
                 m.d.comb += enough_after.eq(table[need_after][head_advance] if popped else table[need_after][0])
                 candidates[popped, taken] = (have_after, enough_after)
         with m.Switch(Cat(take_word, pop)):
@@ -254,12 +259,12 @@ class FieldReader(wiring.Component):
         # ---- window: capture the spanned words, shift by the offset (2 stages) -----
         m.submodules.out_queue = out_queue = Queue(max_bits, depth=self.out_depth)
         m.d.comb += advance_pipe.eq(out_queue.i.ready)
-        captured = Signal(span * slot_bits)
-        captured_offset = Signal(range(slot_bits))
+        captured = Signal(span * slot_bits, reset_less=True)  # data registers: no reset
+        captured_offset = Signal(range(slot_bits), reset_less=True)
         captured_valid = Signal()
         low_bits = slot_shift // 2  # offset bits resolved in the second shift stage
-        half = Signal(max_bits + (1 << low_bits) - 1)
-        half_offset = Signal(low_bits)
+        half = Signal(max_bits + (1 << low_bits) - 1, reset_less=True)
+        half_offset = Signal(low_bits, reset_less=True)
         half_valid = Signal()
         with m.If(advance_pipe):
             m.d.sync += [captured_valid.eq(pop), half_valid.eq(captured_valid)]

@@ -46,15 +46,19 @@ class SkidBuffer(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        skid = Signal(self.shape)
+        # payload registers hold data only while their valid flag says so: no reset (a
+        # reset net to every data flip-flop is a long, wide net on an FPGA)
+        skid = Signal(self.shape, reset_less=True)
+        payload = Signal(self.shape, reset_less=True)
+        m.d.comb += self.o.payload.eq(payload)
         skid_valid = Signal()
         m.d.comb += self.i.ready.eq(~skid_valid)
         taken = self.i.valid & ~skid_valid
         with m.If(~self.o.valid | self.o.ready):
             with m.If(skid_valid):
-                m.d.sync += [self.o.payload.eq(skid), self.o.valid.eq(1), skid_valid.eq(0)]
+                m.d.sync += [payload.eq(skid), self.o.valid.eq(1), skid_valid.eq(0)]
             with m.Elif(self.i.valid):
-                m.d.sync += [self.o.payload.eq(self.i.payload), self.o.valid.eq(1)]
+                m.d.sync += [payload.eq(self.i.payload), self.o.valid.eq(1)]
             with m.Else():
                 m.d.sync += self.o.valid.eq(0)
         with m.Elif(taken):
@@ -93,7 +97,7 @@ class Queue(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         depth = self.depth
-        storage = [Signal(self.shape, name=f"entry{n}") for n in range(depth)]
+        storage = [Signal(self.shape, name=f"entry{n}", reset_less=True) for n in range(depth)]  # data: no reset
         entries = Array(storage)
         write = Signal(range(depth))
         read = Signal(range(depth))
