@@ -217,17 +217,18 @@ class FieldReader(wiring.Component):
 
         candidates = {}  # (pop, take) -> (thermometer after, enough after)
         for popped in (0, 1):
+            moved = head_advance if popped else Const(0, len(head_advance))  # words the pop frees
             for taken in (0, 1):
                 # after the clock, "at least k words" is "at least k - taken + advance" now
-                shifts = range(span + 1) if popped else (0,)
-                shifted = [Cat(*(at_least(k + advance - taken) for k in range(1, slots + 1))) for advance in shifts]
+                shifted = full_table((Cat(*(at_least(k + advance - taken) for k in range(1, slots + 1)))
+                                      for advance in range(span + 1)), moved)
                 have_after = Signal(slots, name=f"have_p{popped}_t{taken}")
-                m.d.comb += have_after.eq(full_table(shifted, head_advance)[head_advance] if popped else shifted[0])
+                m.d.comb += have_after.eq(shifted[moved])
                 need_after = next_need if popped else need_if_kept
-                enough_after = Signal(name=f"enough_p{popped}_t{taken}")
-                table = full_table((full_table((at_least(need + advance - taken) for advance in shifts), head_advance)
+                table = full_table((full_table((at_least(need + advance - taken) for advance in range(span + 1)), moved)
                                     for need in range(span + 1)), next_need)
-                m.d.comb += enough_after.eq(table[need_after][head_advance] if popped else table[need_after][0])
+                enough_after = Signal(name=f"enough_p{popped}_t{taken}")
+                m.d.comb += enough_after.eq(table[need_after][moved])
                 candidates[popped, taken] = (have_after, enough_after)
         with m.Switch(Cat(take_word, pop)):
             for (popped, taken), (have_after, enough_after) in candidates.items():
