@@ -322,32 +322,37 @@ class _Checker(wiring.Component):
                     value = value ^ self.fault
                 m.d.sync += [s1_out[i].eq(value), s1_expected[i].eq(pattern.values.payload[i])]
 
-        # stage 2: per-lane verdicts and keys
+        # stage 2: per-lane verdicts (bits) and keys
         truncate_mask = (0xFFFF << p.truncated_bits) & 0xFFFF
         s2_valid, s2_draft, s2_last_bad, s2_group_end = Signal(), Signal(), Signal(), Signal()
-        s2_bad = Signal(range(lanes + 1))
-        s2_kept = Signal(range(lanes + 1))
+        s2_full_bad = Signal(lanes, reset_less=True)
+        s2_draft_bad = Signal(lanes, reset_less=True)
+        s2_kept_lanes = Signal(lanes, reset_less=True)
         key_bits = 1 + index_bits + 15
         s2_min_kept = [Signal(key_bits, name=f"s2_min_kept{i}", reset_less=True) for i in range(lanes)]
         s2_max_pruned = [Signal(key_bits, name=f"s2_max_pruned{i}", reset_less=True) for i in range(lanes)]
         m.d.sync += [s2_valid.eq(s1_valid), s2_draft.eq(s1_draft), s2_group_end.eq(s1_group_end),
                      s2_last_bad.eq(s1_valid & (s1_last != s1_pass_end))]
-        full_bad, draft_bad, kept = [], [], []
         for i in range(lanes):
             out, expected = s1_out[i], s1_expected[i]
-            full_bad.append(out != expected)
-            draft_bad.append((out != 0) & (out != (expected & truncate_mask)))
-            kept.append(out != 0)
+            kept = out != 0
             index = s1_group_beat * lanes + i
             # ordering key: larger magnitude first, then lower index; the constant 1 makes every key nonzero
             key = Cat(Const(1, 1), (G - 1 - index)[:index_bits] if index_bits else Const(0, 0), expected[:15])
             m.d.sync += [
-                s2_min_kept[i].eq(Mux(kept[i], key, (1 << key_bits) - 1)),
-                s2_max_pruned[i].eq(Mux(kept[i], 0, key)),
+                s2_full_bad[i].eq(out != expected),
+                s2_draft_bad[i].eq(kept & (out != (expected & truncate_mask))),
+                s2_kept_lanes[i].eq(kept),
+                s2_min_kept[i].eq(Mux(kept, key, (1 << key_bits) - 1)),
+                s2_max_pruned[i].eq(Mux(kept, 0, key)),
             ]
+        # stage 2b: the counts of bad and kept lanes (the compares and the popcounts were one
+        # path, the critical path of a 16-lane ULX3S build)
+        s2b_bad = Signal(range(lanes + 1))
+        s2b_kept = Signal(range(lanes + 1))
         m.d.sync += [
-            s2_bad.eq(Mux(s1_draft, popcount(draft_bad), popcount(full_bad))),
-            s2_kept.eq(popcount(kept)),
+            s2b_bad.eq(Mux(s2_draft, popcount(s2_draft_bad), popcount(s2_full_bad))),
+            s2b_kept.eq(popcount(s2_kept_lanes)),
         ]
 
         # stage 3..: the beat's smallest kept and largest pruned key (pipelined trees)
@@ -361,8 +366,8 @@ class _Checker(wiring.Component):
         t_draft = _delay(m, s2_draft, tree_registers, "draft")
         t_group_end = _delay(m, s2_group_end, tree_registers, "group_end")
         t_last_bad = _delay(m, s2_last_bad, tree_registers, "last_bad")
-        t_bad = _delay(m, s2_bad, tree_registers, "bad")
-        t_kept = _delay(m, s2_kept, tree_registers, "kept")
+        t_bad = _delay(m, s2b_bad, tree_registers - 1, "bad")  # s2b is the first of those registers
+        t_kept = _delay(m, s2b_kept, tree_registers - 1, "kept")
 
         # last stage: per-group accumulation and the counters
         group_kept = Signal(range(G + 1))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -170,12 +170,17 @@ class LineReporter(wiring.Component):
         digit = Signal(range(max(len(nibbles), 2)))
         position = Signal(range(len(template)))
         char = Signal(8)
-        nibble = Signal(4)
         m.d.comb += [read.addr.eq(position), self.out.payload.eq(char)]
-        with m.Switch(digit):
-            for index, value in enumerate(nibbles):
-                with m.Case(index):
-                    m.d.comb += nibble.eq(value)
+        # the digit's nibble in two registered steps (eight nibbles by the digit's high bits,
+        # then one by its low bits): a wide multiplexer was a 16-lane ULX3S build's longest
+        # path. `digit` moves in LOAD and is next read in LOAD three clocks later at the
+        # earliest (SEND, FETCH), after both steps.
+        nibbles += [Const(0, 4)] * (-len(nibbles) % 8)
+        octets = [Cat(*nibbles[i:i + 8]) for i in range(0, len(nibbles), 8)]
+        octet = Signal(32)
+        nibble = Signal(4)
+        m.d.sync += [octet.eq(Array(octets)[digit[3:]] if len(octets) > 1 else octets[0]),
+                     nibble.eq(octet.word_select(digit[:3], 4))]
 
         with m.FSM():
             with m.State("IDLE"):
