@@ -62,7 +62,12 @@ class SkidBuffer(wiring.Component):
             with m.Else():
                 m.d.sync += self.o.valid.eq(0)
         with m.Elif(taken):
-            m.d.sync += [skid.eq(self.i.payload), skid_valid.eq(1)]
+            m.d.sync += skid_valid.eq(1)
+        # the skid captures the input in every clock it is empty, so its wide enable is a
+        # register (skid_valid), not a function of o.ready: that enable's net to every bit
+        # was a 16-lane ULX3S build's longest path
+        with m.If(~skid_valid):
+            m.d.sync += skid.eq(self.i.payload)
         return m
 
 
