@@ -7,29 +7,32 @@ so code boundaries are found for a whole window in parallel, without a chain of
 code decoders. Escapes (rare in real data: 0.00012% of SmolLM2's kept values) take a
 serial path.
 
-Microarchitecture::
+Microarchitecture (every stage a register; no stage's logic reaches past the next)::
 
     words ─► skid ─► unit ring (64-bit units; units are freed behind the consumer)
                         │  windows of up to `window_bits` bits, in stream order,
                         ▼  never repositioned (the analysis knows no superblocks)
-                     A1: window bits ─► A2: ones per 8-bit chunk, prefix counts
-                        │
-                        ▼  writer: the next E ones of the window per clock (E = max(lanes, 8)),
-                     W1: their positions ─► W2: gap to the previous one, unit step,
-                        │                  flags (gap >= L: a possible escape)
+                     A1: window bits ─► A2: ones per 8-bit chunk ─► A3: prefix counts,
+                        │   kept as offsets (ones before each chunk minus those taken)
+                        ▼  writer: the next E ones of the window per clock (E = max(lanes, 8))
+                     W1a: the chunk of each one (compares with constants) ─► W1b: its
+                        │  chunk's bits and rank (AND-OR) ─► W1c: its position ─► W1d: gap
+                        │  to the previous one, unit step, flag (gap >= L: a possible escape);
+                        │  the writer's stages move together on a registered "ring has room"
                         ▼
-                     entry ring (E banks x 4 rows): one entry per one in the stream
+                     entry ring (E banks x 8 rows): one entry per one in the stream
                         │
-    beats (k, ends) ─► packer: takes the next k entries per beat when none of them is
-                        │  flagged (rank = gap; the first code of a superblock: bits
-                        │  from its 64-bit start); otherwise decodes the beat serially
-                        │  from the raw bits (2 clocks per code), then skips the
-                        ▼  entries it passed (ones inside escape payloads)
-                     O1: ranks ─► codebook ─► out queue ─► out (k exponents, 8 bits each)
+    beats (k, ends) ─► head beat (registers) ─► packer: takes the next k entries per beat
+                        │  when none of them is flagged (rank = gap; the first code of a
+                        │  superblock: bits from its 64-bit start); otherwise decodes the
+                        │  beat serially from the raw bits (3 clocks per code), then skips
+                        ▼  the entries it passed (ones inside escape payloads)
+                     O1: ranks and positions ─► O2: codebook ─► out queue ─► out
+                                                        (k exponents, 8 bits each)
 
 Throughput: one beat per clock while the analysis keeps ahead, i.e. while a beat's
 codes average at most ``window_bits / lanes`` bits; a beat holding an escape takes
-about ``2 k + 3`` clocks.
+the serial path (8 escaped codes: about 49 clocks).
 """
 
 from __future__ import annotations
@@ -170,14 +173,20 @@ class UnaryDecoder(wiring.Component):
                              word_skid.o.payload[i * UNIT:(i + 1) * UNIT])
                 m.d.sync += written.eq(written + upw)
 
-        # ================= analysis: A1 (window), A2 (chunk counts) ====================
-        a1_valid, a2_valid = Signal(), Signal()
-        a1_bits, a2_bits = Signal(U), Signal(U)
-        a1_base, a2_base = Signal(unit_bits), Signal(unit_bits)
-        a1_units, a2_units = Signal(range(window_units + 1)), Signal(range(window_units + 1))
-        a2_prefix = [Signal(range(U + 1), name=f"a2_prefix{k}") for k in range(chunks + 1)]
-        writer_take = Signal()  # the writer takes the A2 window
-        a2_free = ~a2_valid | writer_take
+        # ================= analysis: A1 (window), A2 (chunk counts), A3 (prefix counts) =====
+        a1_valid, a2_valid, a3_valid = Signal(), Signal(), Signal()
+        a1_bits, a2_bits, a3_bits = (Signal(U, name=f"a{n}_bits", reset_less=True) for n in (1, 2, 3))
+        a1_base, a2_base, a3_base = (Signal(unit_bits, name=f"a{n}_base", reset_less=True) for n in (1, 2, 3))
+        a1_units, a2_units, a3_units = (Signal(range(window_units + 1), name=f"a{n}_units", reset_less=True)
+                                        for n in (1, 2, 3))
+        a2_counts = [Signal(range(CHUNK + 1), name=f"a2_count{k}", reset_less=True) for k in range(chunks)]
+        # a3_offset[k]: ones before chunk k minus the ones the writer has taken from the window
+        # (group * E): signed, registers, so the writer's chunk search compares registers
+        a3_offset = [Signal(range(-U - E, U + 1), name=f"a3_offset{k}", reset_less=True) for k in range(chunks + 1)]
+        writer_issue = Signal()  # the writer takes the next E ones of the A3 window
+        writer_take = Signal()  # the writer takes the A3 window
+        a3_free = ~a3_valid | writer_take
+        a2_free = ~a2_valid | a3_free
         a1_free = ~a1_valid | a2_free
         have = Signal(unit_bits)
         m.d.comb += have.eq(written - fetched)
@@ -192,53 +201,23 @@ class UnaryDecoder(wiring.Component):
                     m.d.sync += a1_bits[i * UNIT:(i + 1) * UNIT].eq(Mux(i < count_units, unit, 0))
         with m.If(a2_free):
             m.d.sync += [a2_valid.eq(a1_valid), a2_bits.eq(a1_bits), a2_base.eq(a1_base), a2_units.eq(a1_units)]
-            counts = [popcount(a1_bits[k * CHUNK:(k + 1) * CHUNK]) for k in range(chunks)]
+            m.d.sync += [a2_counts[k].eq(popcount(a1_bits[k * CHUNK:(k + 1) * CHUNK])) for k in range(chunks)]
+        with m.If(a3_free):
+            m.d.sync += [a3_valid.eq(a2_valid), a3_bits.eq(a2_bits), a3_base.eq(a2_base), a3_units.eq(a2_units)]
             # exclusive prefix sums as a parallel-prefix tree (log2(chunks) adder levels, not a ripple)
-            inclusive = prefix_tree(counts)
-            m.d.sync += a2_prefix[0].eq(0)
+            inclusive = prefix_tree(a2_counts)
+            m.d.sync += a3_offset[0].eq(0)
             for k in range(chunks):
-                m.d.sync += a2_prefix[k + 1].eq(inclusive[k])
+                m.d.sync += a3_offset[k + 1].eq(inclusive[k])
+        with m.Elif(writer_issue):
+            m.d.sync += [a3_offset[k].eq(a3_offset[k] - E) for k in range(chunks + 1)]
 
         # ================= writer: E ones per clock ==================================
-        group = Signal(range(U // E + 1))  # which E ones of the window
-        total = a2_prefix[chunks]
-        last_group = (group + 1) * E >= total
-        entry_room = Signal()
-        m.d.comb += writer_take.eq(a2_valid & entry_room & last_group)
-        with m.If(a2_valid & entry_room):
-            m.d.sync += group.eq(Mux(last_group, 0, group + 1))
-        # W1: the positions of ones group*E .. group*E + E - 1
-        w1_valid = Signal()
-        w1_count = Signal(range(E + 1))
-        w1_pos = [Signal(P, name=f"w1_pos{s}") for s in range(E)]
-        w1_window_end = Signal(P)
-        w1_window_done = Signal()
-        first = group * E
-        # distance of each chunk's first one from the group's first one (signed)
-        offsets = [Signal(range(-U, U + 1), name=f"chunk{k}_offset") for k in range(chunks + 1)]
-        m.d.comb += [offsets[k].eq(a2_prefix[k] - first) for k in range(chunks + 1)]
-        with m.If(entry_room):
-            m.d.sync += [
-                w1_valid.eq(a2_valid),
-                w1_count.eq(Mux(last_group, total - first, E)),
-                w1_window_done.eq(last_group),
-                w1_window_end.eq((a2_base + a2_units) << 6),
-            ]
-            for s in range(E):
-                chunk_bits = Signal(CHUNK, name=f"slot{s}_chunk_bits")
-                chunk_index = Signal(range(chunks), name=f"slot{s}_chunk")
-                rank_in_chunk = Signal(range(CHUNK), name=f"slot{s}_rank")
-                for k in range(chunks):  # the chunk holding one number first + s
-                    with m.If((offsets[k] <= s) & (offsets[k + 1] > s)):
-                        m.d.comb += [chunk_bits.eq(a2_bits[k * CHUNK:(k + 1) * CHUNK]), chunk_index.eq(k),
-                                     rank_in_chunk.eq(s - offsets[k])]
-                bit = Signal(range(CHUNK), name=f"slot{s}_bit")
-                for b in reversed(range(CHUNK)):  # the rank_in_chunk-th one of the chunk
-                    with m.If(chunk_bits[b] & (popcount([chunk_bits[i] for i in range(b)]) == rank_in_chunk)):
-                        m.d.comb += bit.eq(b)
-                m.d.sync += w1_pos[s].eq((a2_base << 6) + (chunk_index << 3) + bit)
-
-        # W2: gaps and unit steps, then the entry ring
+        # W1a: which chunk holds each of the window's next E ones (compares of registers with
+        # constants); W1b: that chunk's bits and the one's rank in it (AND-OR over chunks);
+        # W1c: its position; W1d: the ring entries (gaps, flags), written into the ring the next
+        # clock. The four stages and the ring write move together on ``ring_room``, a register
+        # (so the enable is a flip-flop's fan-out, no logic before it).
         entry_layout = data.StructLayout({
             "position": P,
             "gap": range(32),  # zeros since the previous one, capped at 31
@@ -247,61 +226,142 @@ class UnaryDecoder(wiring.Component):
             "unit_step": range(4),  # units from the previous one's unit, capped at 3
             "unit_low": range(max(2, upw)),  # the unit index modulo the units per word
         })
+        group_layout = data.StructLayout({
+            "entries": data.ArrayLayout(entry_layout, E),
+            "count": range(E + 1),
+            "window_done": 1,  # the window's last group: every one before window_end is written
+            "window_end": P,
+        })
+        ring_room = Signal()  # registered: the ring has room for the group in W1d and the next
+        last_group = a3_offset[chunks] <= E  # the ones left in the window fit one group
+        m.d.comb += [writer_issue.eq(a3_valid & ring_room), writer_take.eq(writer_issue & last_group)]
+        issue_count = Mux(last_group, a3_offset[chunks], E)
+
+        def one_hot_select(select, values):
+            """The value whose ``select`` bit is set (an AND-OR; zero when none is)."""
+            terms = [Mux(select[k], value, 0) for k, value in enumerate(values)]
+            while len(terms) > 1:
+                terms = [terms[i] | terms[i + 1] if i + 1 < len(terms) else terms[i] for i in range(0, len(terms), 2)]
+            return terms[0]
+
+        writer = []  # the writer stages' register updates, made on ring_room
+        w1a_valid, w1a_window_done = Signal(), Signal()
+        w1a_count = Signal(range(E + 1), reset_less=True)
+        w1a_window_end = Signal(P, reset_less=True)
+        w1a_bits = Signal(U, reset_less=True)
+        w1a_base = Signal(unit_bits, reset_less=True)
+        w1a_select = [Signal(chunks, name=f"w1a_select{s}", reset_less=True) for s in range(E)]
+        w1a_offset_low = [Signal(3, name=f"w1a_offset_low{k}", reset_less=True) for k in range(chunks)]
+        writer += [w1a_valid.eq(writer_issue), w1a_window_done.eq(writer_issue & last_group)]
+        writer += [
+            w1a_count.eq(issue_count),
+            w1a_window_end.eq((a3_base + a3_units) << 6),
+            w1a_bits.eq(a3_bits),
+            w1a_base.eq(a3_base),
+        ]
+        for s in range(E):  # chunk k holds one number group * E + s
+            writer.append(w1a_select[s].eq(Cat(*((a3_offset[k] <= s) & (a3_offset[k + 1] > s) for k in range(chunks)))))
+        writer += [w1a_offset_low[k].eq(a3_offset[k][:3]) for k in range(chunks)]
+
+        w1b_valid, w1b_window_done = Signal(), Signal()
+        w1b_count = Signal(range(E + 1), reset_less=True)
+        w1b_window_end = Signal(P, reset_less=True)
+        w1b_base = Signal(unit_bits, reset_less=True)
+        w1b_chunk_bits = [Signal(CHUNK, name=f"w1b_chunk_bits{s}", reset_less=True) for s in range(E)]
+        w1b_chunk = [Signal(range(chunks), name=f"w1b_chunk{s}", reset_less=True) for s in range(E)]
+        w1b_rank = [Signal(range(CHUNK), name=f"w1b_rank{s}", reset_less=True) for s in range(E)]
+        writer += [w1b_valid.eq(w1a_valid), w1b_window_done.eq(w1a_window_done)]
+        writer += [w1b_count.eq(w1a_count), w1b_window_end.eq(w1a_window_end), w1b_base.eq(w1a_base)]
+        for s in range(E):
+            chunk_words = [w1a_bits[k * CHUNK:(k + 1) * CHUNK] for k in range(chunks)]
+            ranks = [(s - w1a_offset_low[k])[:3] for k in range(chunks)]
+            writer += [
+                w1b_chunk_bits[s].eq(one_hot_select(w1a_select[s], chunk_words)),
+                w1b_chunk[s].eq(one_hot_select(w1a_select[s], [Const(k, range(chunks)) for k in range(chunks)])),
+                w1b_rank[s].eq(one_hot_select(w1a_select[s], ranks)),
+            ]
+
+        w1c_valid, w1c_window_done = Signal(), Signal()
+        w1c_count = Signal(range(E + 1), reset_less=True)
+        w1c_pos = [Signal(P, name=f"w1c_pos{s}", reset_less=True) for s in range(E)]
+        w1c_window_end = Signal(P, reset_less=True)
+        writer += [w1c_valid.eq(w1b_valid), w1c_window_done.eq(w1b_window_done)]
+        writer += [w1c_count.eq(w1b_count), w1c_window_end.eq(w1b_window_end)]
+        for s in range(E):
+            chunk_bits, rank_in_chunk = w1b_chunk_bits[s], w1b_rank[s]
+            # the rank_in_chunk-th one of the chunk: a one-hot of bits, then its index (an OR)
+            target = Cat(*(chunk_bits[b] & (popcount([chunk_bits[i] for i in range(b)]) == rank_in_chunk)
+                           for b in range(CHUNK)))
+            bit = one_hot_select(target, [Const(b, range(CHUNK)) for b in range(CHUNK)])
+            # position = base * 64 + chunk * 8 + bit; the chunk's bits above the unit add to the base
+            chunk = w1b_chunk[s]
+            units_in_window = chunk[3:] if len(chunk) > 3 else Const(0, 1)
+            writer.append(w1c_pos[s].eq(Cat(bit, chunk[:3], (w1b_base + units_in_window)[:P - 6])))
+
+        # W1d: the ring entries (previous_pos: the last one of the group before)
         previous_pos = Signal(P, init=(1 << P) - 1)  # the last one written (-1 at the start)
+        w1d_valid = Signal()
+        w1d = Signal(group_layout, reset_less=True)
+        writer += [w1d_valid.eq(w1c_valid), w1d.count.eq(w1c_count), w1d.window_done.eq(w1c_window_done),
+                   w1d.window_end.eq(w1c_window_end)]
+        for s in range(E):
+            before = previous_pos if s == 0 else w1c_pos[s - 1]
+            gap = Signal(P, name=f"w1d_gap{s}")
+            step = Signal(unit_bits, name=f"w1d_step{s}")
+            m.d.comb += [gap.eq(w1c_pos[s] - before - 1), step.eq(unit_of(w1c_pos[s]) - unit_of(before))]
+            entry = w1d.entries[s]
+            writer += [
+                entry.position.eq(w1c_pos[s]),
+                entry.gap.eq(Mux(gap >= 31, 31, gap)),
+                entry.flag.eq(gap >= L),
+                entry.low.eq(w1c_pos[s][:6]),
+                entry.unit_step.eq(Mux(step >= 3, 3, step)),
+                entry.unit_low.eq(unit_of(w1c_pos[s])[:max(1, (upw - 1).bit_length())] if upw > 1 else 0),
+            ]
+        last_of_group = Array(w1c_pos)[(w1c_count - 1)[:bank_bits]] if E > 1 else w1c_pos[0]
+        writer.append(previous_pos.eq(Mux(w1c_valid & (w1c_count != 0), last_of_group, previous_pos)))
+        with m.If(ring_room):
+            m.d.sync += writer
+
         frontier = Signal(P)  # every one before this stream position is in the ring
         tail_pos = Signal(P, init=(1 << P) - 1)
-        bank_rows = [[Signal(entry_layout.size, name=f"bank{b}_row{r}") for r in range(ROWS)] for b in range(E)]
+        bank_rows = [[Signal(entry_layout.size, name=f"bank{b}_row{r}", reset_less=True) for r in range(ROWS)]
+                     for b in range(E)]
         bank = [Array(rows) for rows in bank_rows]
         write_index = Signal(entry_index_bits)
         written_entries = Signal(entry_index_bits + 2)  # counters, wrap
         visible_entries = Signal(entry_index_bits + 2)  # written one clock ago
         popped_entries = Signal(entry_index_bits + 2)
-        freed_entries = Signal(entry_index_bits + 2)  # popped two clocks ago (O1 reads them)
-        freed_delay = Signal(entry_index_bits + 2)
-        # room for this group and the two in W1 and W2
+        # entries no stage reads again: passed on by O1 (which holds its window while the output
+        # stalls), or dropped by the serial path's resync
+        freed_entries = Signal(entry_index_bits + 2)
         used_entries = Signal(entry_index_bits + 2)
-        m.d.comb += [used_entries.eq(written_entries - freed_entries), entry_room.eq(used_entries <= entries - 3 * E)]
-        m.d.sync += [freed_delay.eq(popped_entries), freed_entries.eq(freed_delay), visible_entries.eq(written_entries)]
+        m.d.comb += used_entries.eq(written_entries - freed_entries)
+        # room for the group in W1d (written into the ring this clock) and the next one
+        m.d.sync += [visible_entries.eq(written_entries),
+                     ring_room.eq(used_entries <= entries - 2 * E)]
 
-        w2 = [Signal(entry_layout, name=f"w2_entry{s}") for s in range(E)]
-        w2_count = Signal(range(E + 1))
-        w2_valid = Signal()
-        w2_window_done = Signal()
-        w2_window_end = Signal(P)
-        with m.If(entry_room):
-            m.d.sync += [w2_valid.eq(w1_valid), w2_count.eq(w1_count), w2_window_done.eq(w1_valid & w1_window_done),
-                         w2_window_end.eq(w1_window_end)]
-            for s in range(E):
-                before = previous_pos if s == 0 else w1_pos[s - 1]
-                gap = Signal(P, name=f"w2_gap{s}")
-                step = Signal(unit_bits, name=f"w2_step{s}")
-                m.d.comb += [gap.eq(w1_pos[s] - before - 1), step.eq(unit_of(w1_pos[s]) - unit_of(before))]
-                m.d.sync += [
-                    w2[s].position.eq(w1_pos[s]),
-                    w2[s].gap.eq(Mux(gap >= 31, 31, gap)),
-                    w2[s].flag.eq(gap >= L),
-                    w2[s].low.eq(w1_pos[s][:6]),
-                    w2[s].unit_step.eq(Mux(step >= 3, 3, step)),
-                    w2[s].unit_low.eq(unit_of(w1_pos[s])[:max(1, (upw - 1).bit_length())] if upw > 1 else 0),
-                ]
-            with m.If(w1_valid & (w1_count != 0)):
-                m.d.sync += previous_pos.eq(Array(w1_pos)[(w1_count - 1)[:bank_bits]] if E > 1 else w1_pos[0])
-        # write W2 into the banks
-        rotated = _rotate(w2, write_index[:bank_bits], right=True) if E > 1 else w2
-        valid_slot = _rotate([Const(s, range(E + 1)) < w2_count for s in range(E)], write_index[:bank_bits],
-                             right=True) if E > 1 else [w2_count != 0]
-        with m.If(w2_valid & entry_room):
+        # write W1d's group into the banks
+        head_group = w1d
+        ring_write = w1d_valid & ring_room
+        group_entries = [head_group.entries[s] for s in range(E)]
+        rotated = _rotate(group_entries, write_index[:bank_bits], right=True) if E > 1 else group_entries
+        valid_slot = _rotate([Const(s, range(E + 1)) < head_group.count for s in range(E)], write_index[:bank_bits],
+                             right=True) if E > 1 else [head_group.count != 0]
+        with m.If(ring_write):
             for b in range(E):
                 # bank b takes slot (b - write_index) mod E, at the row of entry write_index + that slot
                 slot = (Const(b, bank_bits + 1) - write_index[:bank_bits])[:bank_bits] if E > 1 else 0
                 row = ((write_index + slot) >> bank_bits)[:(ROWS - 1).bit_length()]
                 with m.If(valid_slot[b]):
                     write_at(m, bank_rows[b], row, rotated[b].as_value())
-            m.d.sync += [write_index.eq(write_index + w2_count), written_entries.eq(written_entries + w2_count)]
-            with m.If(w2_count != 0):
-                m.d.sync += tail_pos.eq(Array(s.position for s in w2)[(w2_count - 1)[:bank_bits]] if E > 1 else w2[0].position)
-            with m.If(w2_window_done):
-                m.d.sync += frontier.eq(w2_window_end)
+            m.d.sync += [write_index.eq(write_index + head_group.count),
+                         written_entries.eq(written_entries + head_group.count)]
+            with m.If(head_group.count != 0):
+                m.d.sync += tail_pos.eq(Array(e.position for e in group_entries)[(head_group.count - 1)[:bank_bits]]
+                                        if E > 1 else group_entries[0].position)
+            with m.If(head_group.window_done):
+                m.d.sync += frontier.eq(head_group.window_end)
 
         def read_entry(index):
             """The entry at ring index ``index`` (an expression)."""
@@ -323,12 +383,22 @@ class UnaryDecoder(wiring.Component):
         m.submodules.out_queue = out_queue = Queue(8 * lanes, depth=2)
         wiring.connect(m, out_queue.o, wiring.flipped(self.out))
         advance = out_queue.i.ready
-        beat = beat_queue.o.payload
+        # the head beat, in registers (its kept count and the mask of its codes after the first)
+        beat = Signal(unary_beat_layout(lanes), reset_less=True)
+        beat_valid = Signal()
+        rest_mask = Signal(E, reset_less=True)
+        beat_done = Signal()  # the head beat is decoded (fast or serial)
+        m.d.comb += beat_queue.o.ready.eq(~beat_valid | beat_done)
+        with m.If(~beat_valid | beat_done):
+            m.d.sync += [beat_valid.eq(beat_queue.o.valid), beat.eq(beat_queue.o.payload),
+                         rest_mask.eq(((1 << beat_queue.o.payload.kept) - 1) & ~1)]
         k = beat.kept
 
         read_index = Signal(entry_index_bits)
+        # available = visible_entries - popped_entries, as a register
         available = Signal(entry_index_bits + 2)
-        m.d.comb += available.eq(visible_entries - popped_entries)
+        written_last = Signal(range(E + 1))  # entries written in the clock before
+        m.d.sync += written_last.eq(Mux(ring_write, head_group.count, 0))
         head0 = Signal(entry_layout)  # entry read_index, refreshed every clock
         head_flags = Signal(E)  # flags of entries read_index .. read_index + E - 1
         # fresh: how the first code's rank is found. 0: its gap; 1: the stream restarts at the
@@ -355,28 +425,30 @@ class UnaryDecoder(wiring.Component):
                 m.d.comb += first_ok.eq((head0.unit_step == expect_step) & (head0.low < L))
             with m.Default():
                 m.d.comb += first_ok.eq(override_valid & (override < L))
-        rest_mask = Signal(E)
-        m.d.comb += rest_mask.eq(((1 << k) - 1) & ~1)
         rest_ok = (head_flags & rest_mask) == 0
         enough = available >= k
 
         # 0 fast; 1, 2: the gap after a command; 3..5: the serial path; 6, 7: resync
         state = Signal(4)
-        FAST, GAP1, GAP2, SLOW_SETUP, SLOW_READ, SLOW_DECODE, RESYNC, RESYNC_POP, SETTLE = range(9)
+        (FAST, GAP1, GAP2, SLOW_SETUP, SLOW_READ, SLOW_DECODE, SLOW_STEP, RESYNC, RESYNC_COUNT, RESYNC_POP,
+         SETTLE) = range(11)
 
         pop_fast = Signal()
-        m.d.comb += pop_fast.eq((state == FAST) & beat_queue.o.valid & advance & enough
+        m.d.comb += pop_fast.eq((state == FAST) & beat_valid & advance & enough
                                 & ((k == 0) | (first_ok & rest_ok)))
         o1_valid = Signal()
-        zero_beat = Signal()  # a popped beat with no codes gives an empty window
+        o1_zero = Signal()  # a popped beat with no codes: an empty window
+        o2_valid = Signal()
+        o2_zero = Signal()
+        output_busy = Signal()  # O1 or O2 holds a beat (last_pos is the last code's when not)
+        m.d.comb += output_busy.eq(o1_valid | o1_zero | o2_valid | o2_zero)
         go_slow = Signal()
-        # (only once O1 has passed the previous beat on: last_pos is then the last code's)
-        m.d.comb += go_slow.eq((state == FAST) & beat_queue.o.valid & (k != 0) & ~o1_valid & ~zero_beat & (
+        m.d.comb += go_slow.eq((state == FAST) & beat_valid & (k != 0) & ~output_busy & (
             (enough & ~(first_ok & rest_ok)) | (~enough & (
                 ((head_flags & rest_mask & Mux(available >= E, (1 << E) - 1, (Const(1, E + 1) << available) - 1)) != 0)
                 | ((available != 0) & ~first_ok) | escape_evidence))))
 
-        # O1: the popped beat's entries to exponents
+        # O1: the popped beat's entries (ranks and positions, registered); O2: ranks to exponents
         o1_index = Signal(entry_index_bits)
         o1_k = Signal(range(lanes + 1))
         o1_fresh = Signal(2)
@@ -384,29 +456,36 @@ class UnaryDecoder(wiring.Component):
         slow_out_valid = Signal()
         slow_slots = Signal(8 * lanes)
         with m.If(advance):
-            m.d.sync += [o1_valid.eq(pop_fast & (k != 0)), o1_index.eq(read_index), o1_k.eq(k), o1_fresh.eq(fresh),
-                         o1_override.eq(override)]
+            m.d.sync += [o1_valid.eq(pop_fast & (k != 0)), o1_zero.eq(pop_fast & (k == 0)), o1_index.eq(read_index),
+                         o1_k.eq(k), o1_fresh.eq(fresh), o1_override.eq(override)]
         window = read_window(o1_index)
         lanes_pow = max(2, lanes)
         lane_bits = (lanes_pow - 1).bit_length()
-        exponents = []
-        for s in range(lanes):
-            rank = window[s].gap
-            if s == 0:
-                rank = Mux(o1_fresh == 0, window[0].gap, Mux(o1_fresh == 1, window[0].low, o1_override))
-            exponents.append(self.codebook[rank[:max(1, (L - 1).bit_length())]] if L > 1 else self.codebook[0])
-        slow_exponent = Signal(8)
+        rank_bits = max(1, (L - 1).bit_length())
+        o2_k = Signal(range(lanes + 1), reset_less=True)
+        o2_ranks = [Signal(rank_bits, name=f"o2_rank{s}", reset_less=True) for s in range(lanes)]
+        o2_positions = [Signal(P, name=f"o2_position{s}", reset_less=True) for s in range(lanes_pow)]
+        o2_unit_lows = [Signal(range(max(2, upw)), name=f"o2_unit_low{s}", reset_less=True) for s in range(lanes_pow)]
+        with m.If(advance):
+            m.d.sync += [o2_valid.eq(o1_valid), o2_zero.eq(o1_zero), o2_k.eq(o1_k)]
+            for s in range(lanes):
+                rank = window[s].gap
+                if s == 0:
+                    rank = Mux(o1_fresh == 0, window[0].gap, Mux(o1_fresh == 1, window[0].low, o1_override))
+                m.d.sync += o2_ranks[s].eq(rank[:rank_bits])
+            m.d.sync += [o2_positions[s].eq(window[s].position) for s in range(lanes_pow)]
+            m.d.sync += [o2_unit_lows[s].eq(window[s].unit_low) for s in range(lanes_pow)]
+        exponents = [self.codebook[o2_ranks[s]] if L > 1 else self.codebook[0] for s in range(lanes)]
+        slow_exponent = Signal(8, reset_less=True)  # the code decoded in SLOW_DECODE
         done_codes = Signal(range(lanes + 1))
         slow_payload = Cat(*(Mux(done_codes == s, slow_exponent, slow_slots.word_select(s, 8)) for s in range(lanes)))
-        with m.If(advance):
-            m.d.sync += zero_beat.eq(pop_fast & (k == 0))
         m.d.comb += [
-            out_queue.i.valid.eq(o1_valid | zero_beat | slow_out_valid),
-            out_queue.i.payload.eq(Mux(slow_out_valid, slow_payload, Mux(o1_valid, Cat(*exponents), 0))),
+            out_queue.i.valid.eq(o2_valid | o2_zero | slow_out_valid),
+            out_queue.i.payload.eq(Mux(slow_out_valid, slow_payload, Mux(o2_valid, Cat(*exponents), 0))),
         ]
-        with m.If(o1_valid & advance):
-            m.d.sync += [last_pos.eq(Array(w.position for w in window[:lanes_pow])[(o1_k - 1)[:lane_bits]]),
-                         last_unit_low.eq(Array(w.unit_low for w in window[:lanes_pow])[(o1_k - 1)[:lane_bits]])]
+        with m.If(o2_valid & advance):
+            m.d.sync += [last_pos.eq(Array(o2_positions)[(o2_k - 1)[:lane_bits]]),
+                         last_unit_low.eq(Array(o2_unit_lows)[(o2_k - 1)[:lane_bits]])]
 
         # head0 and head_flags follow read_index (both candidates read, then chosen)
         next_index = Signal(entry_index_bits)
@@ -420,10 +499,14 @@ class UnaryDecoder(wiring.Component):
                      head_flags.eq(Mux(pop_fast, flags[0], Mux(resync_pop, flags[1], flags[2])))]
         m.d.sync += read_index.eq(next_index)
         m.d.sync += popped_entries.eq(popped_entries + Mux(pop_fast, k, 0) + Mux(resync_pop, resync_count, 0))
+        m.d.sync += freed_entries.eq(freed_entries + Mux(o1_valid & advance, o1_k, 0) + Mux(resync_pop, resync_count, 0))
+        visible_more = available + written_last
+        m.d.sync += available.eq(Mux(pop_fast, visible_more - k, Mux(resync_pop, visible_more - resync_count,
+                                                                      visible_more)))
 
         # what the popped beat leaves for the next: fresh, expect_step
         with m.If(pop_fast):
-            m.d.comb += beat_queue.o.ready.eq(1)
+            m.d.comb += beat_done.eq(1)
             with m.If(beat.command_end):
                 m.d.sync += state.eq(GAP1)
             with m.If(beat.superblock_end):
@@ -433,7 +516,7 @@ class UnaryDecoder(wiring.Component):
                 m.d.sync += fresh.eq(0)
         # GAP: after a command's last beat, the next command starts on a word boundary
         gap_from = Signal(range(upw + 2))
-        with m.If((state == GAP1) & ~o1_valid):  # O1 has updated last_unit_low
+        with m.If((state == GAP1) & ~o1_valid & ~o2_valid):  # O2 has updated last_unit_low
             m.d.sync += state.eq(GAP2)
         with m.If(state == GAP2):
             m.d.comb += gap_from.eq(last_unit_low + expect_step)  # unit position in the word, fresh == 1
@@ -454,6 +537,7 @@ class UnaryDecoder(wiring.Component):
                 done_codes.eq(0), slow_slots.eq(0), state.eq(SLOW_READ),
             ]
         pointer_unit = unit_of(pointer)
+
         unit_here = ring[pointer_unit[:(slots - 1).bit_length()]]
         unit_next = ring[(pointer_unit + 1)[:(slots - 1).bit_length()]]
         units_ahead = Signal(unit_bits)
@@ -465,6 +549,8 @@ class UnaryDecoder(wiring.Component):
                     slow_have_next.eq(units_ahead >= 2),
                     state.eq(SLOW_DECODE),
                 ]
+        # SLOW_DECODE: the code at the pointer (its length, end and exponent, registered);
+        # SLOW_STEP: the pointer moves past it, and the beat goes out after its last code
         zeros = Signal(range(L + 1))
         m.d.comb += zeros.eq(L)
         for z in reversed(range(L)):
@@ -472,43 +558,61 @@ class UnaryDecoder(wiring.Component):
                 m.d.comb += zeros.eq(z)
         escaped = zeros == L
         length = Mux(escaped, L + 8, zeros + 1)
-        m.d.comb += slow_exponent.eq(Mux(escaped, slow_bits[L:L + 8], self.codebook[zeros[:max(1, (L - 1).bit_length())]]
-                                         if L > 1 else self.codebook[0]))
-        code_end = pointer + length
+        code_end = Signal(P, reset_less=True)
+        past_unit = Signal(reset_less=True)  # the code runs into the next unit
+        last_code = Signal(reset_less=True)  # the beat's last code
         with m.If(state == SLOW_DECODE):
-            with m.If(~slow_have_next & ((pointer[:6] + length) > UNIT)):
+            m.d.sync += [
+                last_code.eq(done_codes + 1 == k),
+                slow_exponent.eq(Mux(escaped, slow_bits[L:L + 8], self.codebook[zeros[:max(1, (L - 1).bit_length())]]
+                                     if L > 1 else self.codebook[0])),
+                code_end.eq(pointer + length),
+                past_unit.eq((pointer[:6] + length) > UNIT),
+                state.eq(SLOW_STEP),
+            ]
+        word_align = max(UNIT, self.word_bits).bit_length() - 1
+        with m.If(state == SLOW_STEP):
+            with m.If(~slow_have_next & past_unit):
                 m.d.sync += state.eq(SLOW_READ)  # the code runs into a unit not yet here
-            with m.Elif(done_codes + 1 == k):
-                with m.If(advance & ~o1_valid & ~zero_beat):
-                    m.d.comb += [slow_out_valid.eq(1), beat_queue.o.ready.eq(1)]
+            with m.Elif(last_code):
+                with m.If(advance & ~output_busy):
+                    m.d.comb += [slow_out_valid.eq(1), beat_done.eq(1)]
                     m.d.sync += [last_pos.eq(code_end - 1), state.eq(RESYNC), fresh.eq(2)]
                     with m.If(beat.command_end):
-                        m.d.sync += pointer.eq(((code_end + (max(UNIT, self.word_bits) - 1))
-                                                >> (max(UNIT, self.word_bits).bit_length() - 1))
-                                               << (max(UNIT, self.word_bits).bit_length() - 1))
+                        m.d.sync += pointer.eq(((code_end + ((1 << word_align) - 1)) >> word_align) << word_align)
                     with m.Elif(beat.superblock_end):
                         m.d.sync += pointer.eq(((code_end + 63) >> 6) << 6)
                     with m.Else():
                         m.d.sync += pointer.eq(code_end)
             with m.Else():
                 m.d.sync += [pointer.eq(code_end), done_codes.eq(done_codes + 1), state.eq(SLOW_READ)]
-            with m.If(~(~slow_have_next & ((pointer[:6] + length) > UNIT))):
+            with m.If(slow_have_next | ~past_unit):
                 write_at(m, [slow_slots.word_select(s, 8) for s in range(lanes)], done_codes, slow_exponent)
-        # RESYNC: drop the entries before the pointer (ones inside escape payloads); SETTLE:
-        # one clock for head0 and the override (the next code's rank from the pointer)
+        # RESYNC: drop the entries before the pointer (ones inside escape payloads), in two
+        # registered steps: each bank's entry of the window at read_index and whether its slot
+        # is available; then how many of those lie before the pointer. SETTLE: one clock for
+        # head0 and the override (the next code's rank from the pointer)
         frontier_ahead = Signal(P)
         m.d.comb += frontier_ahead.eq(frontier - pointer)
-        head_window = read_window(read_index)
-        behind_flags = []
-        for s in range(E):
-            ahead = Signal(P, name=f"resync_ahead{s}")
-            m.d.comb += ahead.eq(head_window[s].position - pointer)
-            behind_flags.append(ahead[-1] & (s < available))
+        resync_pos = [Signal(P, name=f"resync_pos{b}", reset_less=True) for b in range(E)]
+        resync_slot_ok = Signal(E, reset_less=True)
         with m.If(state == RESYNC):
             with m.If(available != 0):
-                m.d.sync += [resync_count.eq(popcount(behind_flags)), state.eq(RESYNC_POP)]
+                for b in range(E):  # bank b holds slot (b - read_index) mod E of the window
+                    slot = (Const(b, bank_bits + 1) - read_index[:bank_bits])[:bank_bits] if E > 1 else Const(0, 1)
+                    row = ((read_index + slot) >> bank_bits)[:(ROWS - 1).bit_length()]
+                    m.d.sync += [resync_pos[b].eq(data.View(entry_layout, bank[b][row]).position),
+                                 resync_slot_ok[b].eq(slot < available)]
+                m.d.sync += state.eq(RESYNC_COUNT)
             with m.Elif(~frontier_ahead[-1]):
                 m.d.sync += state.eq(SETTLE)
+        with m.If(state == RESYNC_COUNT):
+            behind = []
+            for b in range(E):
+                ahead = Signal(P, name=f"resync_ahead{b}")
+                m.d.comb += ahead.eq(resync_pos[b] - pointer)
+                behind.append(ahead[-1] & resync_slot_ok[b])
+            m.d.sync += [resync_count.eq(popcount(behind)), state.eq(RESYNC_POP)]
         with m.If(state == RESYNC_POP):
             m.d.comb += resync_pop.eq(1)
             m.d.sync += state.eq(Mux(resync_count == 0, SETTLE, RESYNC))
@@ -518,7 +622,7 @@ class UnaryDecoder(wiring.Component):
         m.d.comb += distance.eq(head0.position - pointer)
         m.d.sync += [override.eq(Mux(distance >= 31, 31, distance)), override_valid.eq(available != 0)]
         # the consumer's unit: units before it are free
-        slow_states = ((state == SLOW_READ) | (state == SLOW_DECODE) | (state == RESYNC) | (state == RESYNC_POP)
-                       | (state == SETTLE))
+        slow_states = ((state == SLOW_READ) | (state == SLOW_DECODE) | (state == SLOW_STEP) | (state == RESYNC)
+                       | (state == RESYNC_COUNT) | (state == RESYNC_POP) | (state == SETTLE))
         m.d.sync += consumer_unit.eq(Mux(slow_states, pointer_unit, unit_of(last_pos)))
         return m

@@ -182,7 +182,7 @@ def test_rate_with_escapes_takes_the_serial_path():
     present = set(((x.view(torch.int16).to(torch.int32) >> 7) & 0xFF).reshape(-1).tolist())
     codebook = [e for e in range(256) if e not in present][:8]
     run = check(params, [x], lanes=8, word_bits=128, keep=64, modes=(False,), codebook=codebook)
-    assert 1 / 40 < run.beats_per_cycle <= 1 / 16
+    assert 1 / 56 < run.beats_per_cycle <= 1 / 16
 
 
 def test_codes_of_any_length_at_full_rate():
