@@ -204,7 +204,12 @@ class TopKThreshold(Elaboratable):
         outstanding = Signal(range(geo["fifo_depth"] + 1))  # groups started, threshold not taken
         in_beat = Signal(range(max(2, n)))
         fill_slot = Signal(slot_bits)
-        m.d.comb += self.in_ready.eq((in_beat != 0) | ((slots_used != NS) & (outstanding != geo["fifo_depth"])))
+        # a new group may start: a slot of the store and a place for its threshold are free,
+        # as a register (the next clock's counts for both outcomes, chosen by `starting`), so
+        # in_ready is one gate after registers (it was the head of an 8-lane ULX3S build's
+        # longest encoder path)
+        group_room = Signal(init=1)
+        m.d.comb += self.in_ready.eq((in_beat != 0) | group_room)
         starting = Signal()
         m.d.comb += starting.eq(self.in_valid & (in_beat == 0))
         with m.If(self.in_valid):
@@ -389,4 +394,12 @@ class TopKThreshold(Elaboratable):
         ]
         taken = self.threshold.valid & self.threshold.ready
         m.d.sync += outstanding.eq(outstanding + starting - taken)
+        room_after = []
+        for started in (0, 1):
+            slots_after = Signal(range(NS + 2), name=f"slots_after_start{started}")
+            outstanding_after = Signal(range(geo["fifo_depth"] + 2), name=f"outstanding_after_start{started}")
+            m.d.comb += [slots_after.eq(slots_used + started - finishing),
+                         outstanding_after.eq(outstanding + started - taken)]
+            room_after.append((slots_after != NS) & (outstanding_after != geo["fifo_depth"]))
+        m.d.sync += group_room.eq(Mux(starting, room_after[1], room_after[0]))
         return m

@@ -25,14 +25,14 @@ Microarchitecture (every stage a register; no stage's logic reaches past the nex
     beats (k, ends) ─► head beat (registers) ─► packer: takes the next k entries per beat
                         │  when none of them is flagged (rank = gap; the first code of a
                         │  superblock: bits from its 64-bit start); otherwise decodes the
-                        │  beat serially from the raw bits (3 clocks per code), then skips
+                        │  beat serially from the raw bits (4 clocks per code), then skips
                         ▼  the entries it passed (ones inside escape payloads)
                      O1: ranks and positions ─► O2: codebook ─► out queue ─► out
                                                         (k exponents, 8 bits each)
 
 Throughput: one beat per clock while the analysis keeps ahead, i.e. while a beat's
 codes average at most ``window_bits / lanes`` bits; a beat holding an escape takes
-the serial path (8 escaped codes: about 49 clocks).
+the serial path (8 escaped codes: about 57 clocks).
 """
 
 from __future__ import annotations
@@ -430,8 +430,8 @@ class UnaryDecoder(wiring.Component):
 
         # 0 fast; 1, 2: the gap after a command; 3..5: the serial path; 6, 7: resync
         state = Signal(4)
-        (FAST, GAP1, GAP2, SLOW_SETUP, SLOW_READ, SLOW_DECODE, SLOW_STEP, RESYNC, RESYNC_COUNT, RESYNC_POP,
-         SETTLE) = range(11)
+        (FAST, GAP1, GAP2, SLOW_SETUP, SLOW_READ, SLOW_SHIFT, SLOW_DECODE, SLOW_STEP, RESYNC, RESYNC_COUNT,
+         RESYNC_POP, SETTLE) = range(12)
 
         pop_fast = Signal()
         m.d.comb += pop_fast.eq((state == FAST) & beat_valid & advance & enough
@@ -542,13 +542,19 @@ class UnaryDecoder(wiring.Component):
         unit_next = ring[(pointer_unit + 1)[:(slots - 1).bit_length()]]
         units_ahead = Signal(unit_bits)
         m.d.comb += units_ahead.eq(written - pointer_unit)
+        # SLOW_READ: the pointer's unit and the next, from the ring into registers; SLOW_SHIFT:
+        # the L + 8 bits from the pointer (the ring's multiplexer and the shifter were one path,
+        # the longest of an 8-lane unary ULX3S build)
+        slow_units = Signal(2 * UNIT, reset_less=True)
         with m.If(state == SLOW_READ):
             with m.If((units_ahead != 0) & ~units_ahead[-1]):
                 m.d.sync += [
-                    slow_bits.eq((Cat(unit_here, unit_next) >> pointer[:6])[:L + 8]),
+                    slow_units.eq(Cat(unit_here, unit_next)),
                     slow_have_next.eq(units_ahead >= 2),
-                    state.eq(SLOW_DECODE),
+                    state.eq(SLOW_SHIFT),
                 ]
+        with m.If(state == SLOW_SHIFT):
+            m.d.sync += [slow_bits.eq((slow_units >> pointer[:6])[:L + 8]), state.eq(SLOW_DECODE)]
         # SLOW_DECODE: the code at the pointer (its length, end and exponent, registered);
         # SLOW_STEP: the pointer moves past it, and the beat goes out after its last code
         zeros = Signal(range(L + 1))
@@ -622,7 +628,7 @@ class UnaryDecoder(wiring.Component):
         m.d.comb += distance.eq(head0.position - pointer)
         m.d.sync += [override.eq(Mux(distance >= 31, 31, distance)), override_valid.eq(available != 0)]
         # the consumer's unit: units before it are free
-        slow_states = ((state == SLOW_READ) | (state == SLOW_DECODE) | (state == SLOW_STEP) | (state == RESYNC)
-                       | (state == RESYNC_COUNT) | (state == RESYNC_POP) | (state == SETTLE))
+        slow_states = ((state == SLOW_READ) | (state == SLOW_SHIFT) | (state == SLOW_DECODE) | (state == SLOW_STEP)
+                       | (state == RESYNC) | (state == RESYNC_COUNT) | (state == RESYNC_POP) | (state == SETTLE))
         m.d.sync += consumer_unit.eq(Mux(slow_states, pointer_unit, unit_of(last_pos)))
         return m
