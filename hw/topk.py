@@ -398,8 +398,10 @@ class TopKThreshold(Elaboratable):
         for started in (0, 1):
             slots_after = Signal(range(NS + 2), name=f"slots_after_start{started}")
             outstanding_after = Signal(range(geo["fifo_depth"] + 2), name=f"outstanding_after_start{started}")
+            # (a threshold taken in this clock frees its place one clock later: `taken` comes
+            # from the consumer's handshake, too late to count here)
             m.d.comb += [slots_after.eq(slots_used + started - finishing),
-                         outstanding_after.eq(outstanding + started - taken)]
+                         outstanding_after.eq(outstanding + started)]
             room_after.append((slots_after != NS) & (outstanding_after != geo["fifo_depth"]))
         m.d.sync += group_room.eq(Mux(starting, room_after[1], room_after[0]))
         return m
