@@ -341,6 +341,12 @@ class UnaryDecoder(wiring.Component):
         m.d.sync += [visible_entries.eq(written_entries),
                      ring_room.eq(used_entries <= entries - 2 * E)]
 
+        def bank_place(b, index):
+            """Where bank ``b`` holds a window of entries starting at ring index ``index``: its
+            slot in the window, ``(b - index) mod E``, and its row (that of entry index + slot)."""
+            slot = (Const(b, bank_bits + 1) - index[:bank_bits])[:bank_bits] if E > 1 else Const(0, 1)
+            return slot, ((index + slot) >> bank_bits)[:(ROWS - 1).bit_length()]
+
         # write W1d's group into the banks
         head_group = w1d
         ring_write = w1d_valid & ring_room
@@ -350,9 +356,7 @@ class UnaryDecoder(wiring.Component):
                              right=True) if E > 1 else [head_group.count != 0]
         with m.If(ring_write):
             for b in range(E):
-                # bank b takes slot (b - write_index) mod E, at the row of entry write_index + that slot
-                slot = (Const(b, bank_bits + 1) - write_index[:bank_bits])[:bank_bits] if E > 1 else 0
-                row = ((write_index + slot) >> bank_bits)[:(ROWS - 1).bit_length()]
+                _, row = bank_place(b, write_index)
                 with m.If(valid_slot[b]):
                     write_at(m, bank_rows[b], row, rotated[b].as_value())
             m.d.sync += [write_index.eq(write_index + head_group.count),
@@ -368,12 +372,14 @@ class UnaryDecoder(wiring.Component):
             row = (index >> bank_bits)[:(ROWS - 1).bit_length()]
             return data.View(entry_layout, Array(bank[b][row] for b in range(E))[index[:bank_bits] if E > 1 else 0])
 
+        def read_banks(index):
+            """Entries ``index .. index + E - 1`` as each bank holds them: (slot, entry) per bank."""
+            places = [bank_place(b, index) for b in range(E)]
+            return [(slot, data.View(entry_layout, bank[b][row])) for b, (slot, row) in enumerate(places)]
+
         def read_window(index):
             """Entries ``index .. index + E - 1``, slot 0 first."""
-            rows = []
-            for b in range(E):
-                slot = (Const(b, bank_bits + 1) - index[:bank_bits])[:bank_bits] if E > 1 else 0
-                rows.append(data.View(entry_layout, bank[b][((index + slot) >> bank_bits)[:(ROWS - 1).bit_length()]]))
+            rows = [entry for _, entry in read_banks(index)]
             return _rotate(rows, index[:bank_bits]) if E > 1 else rows
 
         # ================= packer ========================================================
@@ -604,11 +610,8 @@ class UnaryDecoder(wiring.Component):
         resync_slot_ok = Signal(E, reset_less=True)
         with m.If(state == RESYNC):
             with m.If(available != 0):
-                for b in range(E):  # bank b holds slot (b - read_index) mod E of the window
-                    slot = (Const(b, bank_bits + 1) - read_index[:bank_bits])[:bank_bits] if E > 1 else Const(0, 1)
-                    row = ((read_index + slot) >> bank_bits)[:(ROWS - 1).bit_length()]
-                    m.d.sync += [resync_pos[b].eq(data.View(entry_layout, bank[b][row]).position),
-                                 resync_slot_ok[b].eq(slot < available)]
+                for b, (slot, entry) in enumerate(read_banks(read_index)):  # unrotated: only counted
+                    m.d.sync += [resync_pos[b].eq(entry.position), resync_slot_ok[b].eq(slot < available)]
                 m.d.sync += state.eq(RESYNC_COUNT)
             with m.Elif(~frontier_ahead[-1]):
                 m.d.sync += state.eq(SETTLE)
