@@ -145,3 +145,42 @@ def prefix_tree(values: list) -> list:
         sums = [sums[i] + sums[(i // span) * span - 1] if (i // span) % 2 else sums[i] for i in range(n)]
         span *= 2
     return sums
+
+
+def spread_controls(present: list, shifts: list) -> list:
+    """Controls of the network that spreads packed elements to their lanes (see
+    :func:`spread`): ``controls[t][q]`` says that lane ``q`` takes, in stage ``t``, the
+    element ``2**t`` lanes below it.
+
+    ``present[j]`` marks the lanes that receive an element (the k-th marked lane takes
+    packed element k) and ``shifts[j]`` is, for a marked lane, the number of unmarked lanes
+    below it (how far its element moves). The network is the exact reverse of a
+    compaction that moves each element down by its shift in stages of 1, 2, 4, ... lanes
+    (lowest bit first), which never puts two elements on one lane. Lane ``q`` after
+    stage ``t`` of that compaction holds the element of lane ``j`` when ``j - q`` is the
+    element's shift modulo ``2**t``, so each control is an OR over at most ``2**t`` lanes.
+    """
+    lanes = len(present)
+    stages = (lanes - 1).bit_length()
+    controls = []
+    for t in range(stages):
+        row = []
+        for q in range(lanes):
+            terms = [present[j] & shifts[j][t] & (shifts[j][:t] == j - q if t else 1)
+                     for j in range(q, min(lanes, q + (1 << t)))]
+            row.append(Cat(*terms).any() if q >= 1 << t else Const(0, 1))
+        controls.append(row)
+    return controls
+
+
+def spread(elements: list, controls: list, stages) -> list:
+    """Stages ``stages`` (highest first) of the spreading network of :func:`spread_controls`:
+    each a 2:1 multiplexer per lane between its own element and the one ``2**t`` lanes
+    below. Elements start packed (element k on lane k); after every stage from the
+    highest down to 0 each marked lane holds its element (unmarked lanes: don't care)."""
+    current = list(elements)
+    for t in sorted(stages, reverse=True):
+        step = 1 << t
+        current = [Mux(controls[t][q], current[q - step], current[q]) if q >= step else current[q]
+                   for q in range(len(current))]
+    return current

@@ -4,7 +4,7 @@ See docs/HARDWARE.md for the block diagram, ports, timing and integration, and
 docs/FORMAT.md for the bit layout it reads.
 
 Microarchitecture (every stream is decoupled from the others by queues; the only
-place streams meet is a join of registered ``valid`` flags)::
+place streams meet is a join of registered flags)::
 
     cmd ─► skid ─► sequencer: groups, superblocks, beats of the command
                       │ per beat: bitmap descriptor, control (mode, ends)
@@ -17,9 +17,9 @@ place streams meet is a join of registered ``valid`` flags)::
     FieldReader      FieldReader  UnaryDecoder)  FieldReader    FieldReader
          │              │           │              │              │
          └──────────────┴─────► join ◄─────────────┴──────────────┘
-                                 │ lanes: fields selected by prefix counts, BF16 built
+                                 │ lanes: fields through spreading networks, BF16 built
                                  ▼
-                               skid ─► out
+                  queue (raw, unary) / skid (mx) ─► out
 
 In mx coding the ``mantissa_low`` field widths depend on the decoded values, so the
 join is in two steps: the speculation streams first (draft values and widths), then
@@ -34,9 +34,17 @@ from amaranth.lib.wiring import In, Out
 
 from golden.format.params import BF16_EXPONENT_BITS, BF16_MANTISSA_BITS, MX_ESCAPE_BITS, STREAM_NAMES, FormatParams
 
-from .common import COMMAND_GROUP_BITS, check_hardware_params, parameter_checks, popcount, prefix_tree
+from .common import (
+    COMMAND_GROUP_BITS,
+    check_hardware_params,
+    parameter_checks,
+    popcount,
+    prefix_tree,
+    spread,
+    spread_controls,
+)
 from .field_reader import FieldReader
-from .pipe import Queue, SkidBuffer
+from .pipe import Queue, SkidBuffer, flag_fifo, lagged_count
 from .unary import UnaryDecoder
 
 __all__ = ["Decoder", "decoder_command", "decoder_command_layout", "decoder_output_layout", "decoder_status_layout"]
@@ -173,12 +181,17 @@ class Decoder(wiring.Component):
                 m.d.comb += getattr(self, name).ready.eq(0)
                 continue
             later = coding == "mx" and name in ("mantissa_low", "pruned_raw")  # read at the second join
+            # raw and unary: the join pops a clock after it decides, so a window stays three
+            # clocks in its queue (4 entries keep one beat per clock); see ``_lanes``
+            lagged = coding != "mx" and name != "bitmap"
             reader = readers[name] = FieldReader(word_bits=self.word_bits, max_bits=max_bits,
-                                                 out_depth=8 if later else 2, desc_depth=8 if later else 4)
+                                                 out_depth=8 if later else 4 if lagged else 2,
+                                                 desc_depth=8 if later else 4)
             m.submodules[f"{name}_reader"] = reader
             wiring.connect(m, wiring.flipped(getattr(self, name)), reader.words)
         if coding == "unary":
-            unary = UnaryDecoder(p, lanes=lanes, word_bits=self.word_bits, window_bits=self.unary_window_bits)
+            unary = UnaryDecoder(p, lanes=lanes, word_bits=self.word_bits, window_bits=self.unary_window_bits,
+                                 out_depth=4)
             m.submodules.unary = unary
             wiring.connect(m, wiring.flipped(self.exponent), unary.words)
             m.d.comb += unary.codebook.as_value().eq(self.codebook.as_value())
@@ -255,7 +268,20 @@ class Decoder(wiring.Component):
             "blocks_upto": data.ArrayLayout(kept_bits, lanes),  # mx: blocks started at lanes 0..j
             "blocks": kept_bits,
         })
-        m.submodules.join_queue = join_queue = Queue(join_layout, depth=8)
+        # raw and unary: the lanes take their fields through spreading networks (hw/common.py,
+        # ``spread``), whose controls F3 computes from the counts
+        network_layout = data.ArrayLayout(lanes, max(1, (lanes - 1).bit_length()))
+        lanes_layout = data.StructLayout({
+            "mask": lanes,
+            "full": 1,
+            "last": 1,
+            "kept_network": network_layout,  # kept values: sign_mantissa, exponent, mantissa_low fields
+            "pruned_network": network_layout,  # pruned values: pruned_raw fields
+        })
+        if coding == "mx":
+            m.submodules.join_queue = join_queue = Queue(join_layout, depth=8)
+        else:  # the join pops a clock after it decides and F3 pushes a clock after F2: 16 entries
+            m.submodules.join_queue = join_queue = Queue(lanes_layout, depth=16)
         # the fan-out moves when every destination queue has room, known a clock ahead:
         # a register of their registered "two free" flags (no AND of readies in the loop)
         spares = [join_queue.spare] + [reader.desc_spare for name, reader in readers.items() if name != "bitmap"]
@@ -283,10 +309,17 @@ class Decoder(wiring.Component):
         f1b_control = Signal(control_layout, reset_less=True)
         f1b_local = [Signal(range(quad), name=f"f1b_local{j}", reset_less=True) for j in range(lanes)]
         f1b_quad_before = [Signal(kept_bits, name=f"f1b_quad_before{q}", reset_less=True) for q in range(quads + 1)]
+        # and the same for the pruned lanes (the spreading network of pruned_raw)
+        f1b_pruned_local = [Signal(range(quad), name=f"f1b_pruned_local{j}", reset_less=True) for j in range(lanes)]
+        f1b_pruned_quad_before = [Signal(kept_bits, name=f"f1b_pruned_quad_before{q}", reset_less=True)
+                                  for q in range(quads)]
         with m.If(fan_advance):
             m.d.sync += [f1b_valid.eq(f1_valid), f1b_mask.eq(f1_mask), f1b_control.eq(f1_control)]
             m.d.sync += [f1b_local[j].eq(popcount(f1_mask[j - j % quad:j])) for j in range(lanes)]
             m.d.sync += [f1b_quad_before[q].eq(popcount(f1_mask[:q * quad])) for q in range(quads + 1)]
+            if coding != "mx":
+                m.d.sync += [f1b_pruned_local[j].eq(popcount(~f1_mask[j - j % quad:j])) for j in range(lanes)]
+                m.d.sync += [f1b_pruned_quad_before[q].eq(popcount(~f1_mask[:q * quad])) for q in range(quads)]
 
         f2_valid = Signal()
         f2 = Signal(join_layout, reset_less=True)
@@ -319,10 +352,33 @@ class Decoder(wiring.Component):
                 m.d.sync += f2.blocks.eq(starts_upto[lanes])
 
         f2_pruned = lanes - f2_kept
-        m.d.comb += [
-            join_queue.i.valid.eq(f2_valid & fan_advance),
-            join_queue.i.payload.eq(f2),
-        ]
+        if coding == "mx":
+            m.d.comb += [
+                join_queue.i.valid.eq(f2_valid & fan_advance),
+                join_queue.i.payload.eq(f2),
+            ]
+        else:
+            # F3: the spreading networks' controls (from F2's registers), into the join queue;
+            # the streams' descriptors leave at F2, and their windows come later than this
+            f2_pruned_before = [Signal(kept_bits, name=f"f2_pruned_before{j}", reset_less=True)
+                                for j in range(lanes)]
+            with m.If(fan_advance):
+                m.d.sync += [f2_pruned_before[j].eq(f1b_pruned_quad_before[j // quad] + f1b_pruned_local[j])
+                             for j in range(lanes)]
+            f3_valid = Signal()
+            f3 = Signal(lanes_layout, reset_less=True)
+            kept_controls = spread_controls([f2.mask[j] for j in range(lanes)], f2_pruned_before)
+            pruned_controls = spread_controls([~f2.mask[j] for j in range(lanes)],
+                                              [f2.kept_before[j] for j in range(lanes)])
+            with m.If(fan_advance):
+                m.d.sync += [f3_valid.eq(f2_valid), f3.mask.eq(f2.mask), f3.full.eq(f2.full), f3.last.eq(f2.last)]
+                for t in range(len(kept_controls)):
+                    m.d.sync += [f3.kept_network[t].eq(Cat(*kept_controls[t])),
+                                 f3.pruned_network[t].eq(Cat(*pruned_controls[t]))]
+            m.d.comb += [
+                join_queue.i.valid.eq(f3_valid & fan_advance),
+                join_queue.i.payload.eq(f3),
+            ]
 
         def push(reader_name, delta, condition=1):
             desc = readers[reader_name].desc
@@ -350,12 +406,12 @@ class Decoder(wiring.Component):
         push("pruned_raw", f2_pruned * 16, f2.full)
 
         # ---- join and lanes ----------------------------------------------------------
-        m.submodules.out_skid = out_skid = SkidBuffer(decoder_output_layout(lanes))
-        wiring.connect(m, out_skid.o, wiring.flipped(self.out))
         if coding == "mx":
+            m.submodules.out_skid = out_skid = SkidBuffer(decoder_output_layout(lanes))
+            wiring.connect(m, out_skid.o, wiring.flipped(self.out))
             self._mx_lanes(m, readers, join_queue, exponents, out_skid)
         else:
-            self._lanes(m, readers, join_queue, exponents, out_skid)
+            self._lanes(m, readers, join_queue, unary if coding == "unary" else readers["exponent"])
 
         # ---- status ------------------------------------------------------------------
         waiting = []
@@ -383,72 +439,99 @@ class Decoder(wiring.Component):
         return m
 
     # ------------------------------------------------------------------------------
-    def _lanes(self, m, readers, join_queue, exponents, out_skid):
-        """raw and unary: one join of every stream, then the lanes (2 stages)."""
+    def _lanes(self, m, readers, join_queue, exponent_source):
+        """raw and unary: one join of every stream, then the lanes (2 stages).
+
+        The join decides (``fire``) from counts it keeps of every producer's queued
+        entries and of free places in the output queue, all registers beside it; the
+        producers pop a clock later, on a registered copy of ``fire``, and L1 takes their
+        head entries in that clock. So no path runs from the join to a far producer's
+        pointers in one clock (that wire was a 16-lane ULX3S build's longest path), and
+        L1, L2 run without an enable: the output queue's free places are reserved
+        when a beat fires."""
         p, lanes = self.params, self.lanes
         mant_keep, trunc, smw = p.mantissa_bits, p.truncated_bits, p.sign_mantissa_bits
         sm, pr = readers["sign_mantissa"], readers["pruned_raw"]
         ml = readers.get("mantissa_low")
-        advance = out_skid.i.ready
-        desc = join_queue.o.payload
-        verification_ready = pr.out.valid & (ml.out.valid if ml is not None else 1)
-        fire = Signal()
-        m.d.comb += fire.eq(join_queue.o.valid & sm.out.valid & exponents.valid
-                            & (~desc.full | verification_ready) & advance)
-        m.d.comb += [join_queue.o.ready.eq(fire), sm.out.ready.eq(fire), exponents.ready.eq(fire),
-                     pr.out.ready.eq(fire & desc.full)]
-        if ml is not None:
-            m.d.comb += ml.out.ready.eq(fire & desc.full)
+        out_depth = 8  # >= the clocks from a fire to its free place counted again (6)
+        m.submodules.out_queue = out_queue = Queue(decoder_output_layout(lanes), depth=out_depth)
+        wiring.connect(m, out_queue.o, wiring.flipped(self.out))
 
-        # L1: the beat's windows
+        fire = Signal()
+        # the beats at the join: their ``full`` flags, head in a register (join_queue holds the rest)
+        beat_here, beat_full = flag_fifo(m, "join_full", depth=join_queue.depth,
+                                         push=join_queue.i.valid & join_queue.i.ready,
+                                         value=join_queue.i.payload.full, pop=fire)
+        returned = Signal()  # an output entry left in the last clock
+        m.d.sync += returned.eq(out_queue.o.valid & out_queue.o.ready)
+        out_free = lagged_count(m, "out_free", arrived=returned, taken=fire, depth=out_depth, init=out_depth)
+        sm_here = lagged_count(m, "sign_mantissa_here", arrived=sm.out_pushed, taken=fire, depth=sm.out_depth)
+        exponents = exponent_source.out
+        exp_here = lagged_count(m, "exponent_here", arrived=exponent_source.out_pushed, taken=fire,
+                                depth=exponent_source.out_depth)
+        verify_taken = fire & beat_full
+        verification_here = lagged_count(m, "pruned_raw_here", arrived=pr.out_pushed, taken=verify_taken,
+                                         depth=pr.out_depth)
+        if ml is not None:
+            ml_here = lagged_count(m, "mantissa_low_here", arrived=ml.out_pushed, taken=verify_taken,
+                                   depth=ml.out_depth)
+            verification_here = verification_here & ml_here
+        m.d.comb += fire.eq(beat_here & sm_here & exp_here & out_free & (~beat_full | verification_here))
+        # the pops, a clock later (registers; the entries are there by the counts above)
+        pop, pop_verification = Signal(), Signal()
+        m.d.sync += [pop.eq(fire), pop_verification.eq(verify_taken)]
+        m.d.comb += [join_queue.o.ready.eq(pop), sm.out.ready.eq(pop), exponents.ready.eq(pop),
+                     pr.out.ready.eq(pop_verification)]
+        if ml is not None:
+            m.d.comb += ml.out.ready.eq(pop_verification)
+
+        # L1: the beat's windows, the producers' head entries in the clock they pop
+        desc = join_queue.o.payload
         l1_valid = Signal()
         l1 = Signal(desc.shape(), reset_less=True)
         l1_sm = Signal(len(sm.out.payload), reset_less=True)
         l1_exp = Signal(len(exponents.payload), reset_less=True)
         l1_ml = Signal(len(ml.out.payload), reset_less=True) if ml is not None else None
         l1_pr = Signal(len(pr.out.payload), reset_less=True)
-        with m.If(advance):
-            m.d.sync += [l1_valid.eq(fire), l1.eq(desc), l1_sm.eq(sm.out.payload), l1_exp.eq(exponents.payload),
-                         l1_pr.eq(pr.out.payload)]
-            if ml is not None:
-                m.d.sync += l1_ml.eq(ml.out.payload)
+        m.d.sync += [l1_valid.eq(pop), l1.eq(desc), l1_sm.eq(sm.out.payload), l1_exp.eq(exponents.payload),
+                     l1_pr.eq(pr.out.payload)]
+        if ml is not None:
+            m.d.sync += l1_ml.eq(ml.out.payload)
 
-        # L2: each lane's fields, selected by the prefix counts
+        # L2 and the output: each lane's fields through the spreading networks, their upper
+        # stages before L2 and the lower ones after it (2:1 multiplexers between lanes
+        # 2**t apart: short wires, and no 16:1 field multiplexer per lane)
+        stages = (lanes - 1).bit_length()
+        upper, lower = range(stages // 2, stages), range(stages // 2)
+        ml_width = trunc if ml is not None else 0
+        kept_fields = [Cat(l1_sm.word_select(k, smw), l1_exp.word_select(k, 8),
+                           l1_ml.word_select(k, trunc) if ml is not None else Const(0, 0)) for k in range(lanes)]
+        pruned_fields = [l1_pr.word_select(k, 16) for k in range(lanes)]
+        kept_controls = [l1.kept_network[t] for t in range(stages)]
+        pruned_controls = [l1.pruned_network[t] for t in range(stages)]
         l2_valid = Signal()
-        l2_last = Signal(reset_less=True)
-        l2_full = Signal(reset_less=True)
-        l2_kept = Signal(lanes, reset_less=True)
-        l2_sm = [Signal(smw, name=f"lane{j}_sm", reset_less=True) for j in range(lanes)]
-        l2_exp = [Signal(8, name=f"lane{j}_exp", reset_less=True) for j in range(lanes)]
-        l2_ml = [Signal(trunc, name=f"lane{j}_ml", reset_less=True) for j in range(lanes)]
-        l2_pr = [Signal(16, name=f"lane{j}_pr", reset_less=True) for j in range(lanes)]
-        with m.If(advance):
-            m.d.sync += [l2_valid.eq(l1_valid), l2_last.eq(l1.last), l2_full.eq(l1.full), l2_kept.eq(l1.mask)]
-            for j in range(lanes):
-                index = l1.kept_before[j][:max(1, (lanes - 1).bit_length())]
-                pruned_index = Signal(range(lanes), name=f"lane{j}_pruned_index")
-                m.d.comb += pruned_index.eq(j - l1.kept_before[j])
-                m.d.sync += [
-                    l2_sm[j].eq(l1_sm.word_select(index, smw) if lanes > 1 else l1_sm[:smw]),
-                    l2_exp[j].eq(l1_exp.word_select(index, 8) if lanes > 1 else l1_exp[:8]),
-                    l2_pr[j].eq(l1_pr.word_select(pruned_index, 16) if lanes > 1 else l1_pr[:16]),
-                ]
-                if ml is not None:
-                    m.d.sync += l2_ml[j].eq(l1_ml.word_select(index, trunc) if lanes > 1 else l1_ml[:trunc])
+        l2 = Signal(l1.shape(), reset_less=True)
+        l2_kept = [Signal(smw + 8 + ml_width, name=f"lane{j}_kept", reset_less=True) for j in range(lanes)]
+        l2_pruned = [Signal(16, name=f"lane{j}_pruned", reset_less=True) for j in range(lanes)]
+        m.d.sync += [l2_valid.eq(l1_valid), l2.eq(l1)]
+        m.d.sync += [a.eq(b) for a, b in zip(l2_kept, spread(kept_fields, kept_controls, upper))]
+        m.d.sync += [a.eq(b) for a, b in zip(l2_pruned, spread(pruned_fields, pruned_controls, upper))]
+        kept_lanes = spread(l2_kept, [l2.kept_network[t] for t in range(stages)], lower)
+        pruned_lanes = spread(l2_pruned, [l2.pruned_network[t] for t in range(stages)], lower)
 
         values = []
         for j in range(lanes):
-            sm_field = l2_sm[j]
+            sm_field, exponent = kept_lanes[j][:smw], kept_lanes[j][smw:smw + 8]
             high = sm_field[:mant_keep] if mant_keep else Const(0, 0)
             sign = sm_field[mant_keep]
-            low = l2_ml[j] if ml is not None else Const(0, 0)
-            draft = Cat(Const(0, trunc), high, l2_exp[j], sign)
-            exact = Cat(low, high, l2_exp[j], sign)
-            values.append(Mux(l2_kept[j], Mux(l2_full, exact, draft), Mux(l2_full, l2_pr[j], 0)))
-        m.d.comb += [
-            out_skid.i.valid.eq(l2_valid),
-            out_skid.i.payload.values.as_value().eq(Cat(*values)),
-            out_skid.i.payload.last.eq(l2_last),
+            low = kept_lanes[j][smw + 8:] if ml is not None else Const(0, 0)
+            draft = Cat(Const(0, trunc), high, exponent, sign)
+            exact = Cat(low, high, exponent, sign)
+            values.append(Mux(l2.mask[j], Mux(l2.full, exact, draft), Mux(l2.full, pruned_lanes[j], 0)))
+        m.d.comb += [  # a place was reserved when the beat fired: ``i.ready`` is 1 here
+            out_queue.i.valid.eq(l2_valid),
+            out_queue.i.payload.values.as_value().eq(Cat(*values)),
+            out_queue.i.payload.last.eq(l2.last),
         ]
 
     # ------------------------------------------------------------------------------

@@ -8,13 +8,13 @@ no path runs from one stream's handshake to another's.
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Module, Signal
+from amaranth.hdl import Array, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .common import parameter_checks
 
-__all__ = ["SkidBuffer", "Queue", "write_at"]
+__all__ = ["SkidBuffer", "Queue", "write_at", "flag_fifo", "lagged_count"]
 
 
 def write_at(m, targets: list, index, value, *, domain: str = "sync") -> None:
@@ -23,6 +23,38 @@ def write_at(m, targets: list, index, value, *, domain: str = "sync") -> None:
     for n, target in enumerate(targets):
         with m.If(index == n):
             m.d[domain] += target.eq(value)
+
+
+def flag_fifo(m, name: str, *, depth: int, push, value, pop):
+    """A first-in first-out queue of one-bit flags whose head is a register: entries move
+    down by one on ``pop``. Returns ``(valid, head)``, both registers. ``push`` must not
+    come when ``depth`` flags are held, nor ``pop`` when none is."""
+    flags = [Signal(name=f"{name}{n}", reset_less=True) for n in range(depth)]  # data: no reset
+    held = [Signal(name=f"{name}_held{n}") for n in range(depth)]  # thermometer: n < count
+    for n in range(depth):
+        above_held = held[n + 1] if n + 1 < depth else 0
+        above = flags[n + 1] if n + 1 < depth else 0
+        with m.If(pop):
+            m.d.sync += [held[n].eq(above_held | (push & held[n])),
+                         flags[n].eq(Mux(above_held, above, value))]
+        with m.Else():
+            m.d.sync += held[n].eq(held[n] | (push & (held[n - 1] if n else 1)))
+            with m.If(~held[n]):
+                m.d.sync += flags[n].eq(value)
+    return held[0], flags[0]
+
+
+def lagged_count(m, name: str, *, arrived, taken, depth: int, init: int = 0):
+    """A consumer's own count of the entries a producer holds for it: + ``arrived`` (the
+    producer's registered push flag, so one clock late), - ``taken`` (the consumer's
+    decision, applied at the producer one clock later). Returns the registered flag "at
+    least one". The count never exceeds what the producer really holds, so a decision made
+    on it finds the entry there."""
+    count = Signal(range(depth + 1), name=f"{name}_count", init=init)
+    some = Signal(name=f"{name}_some", init=init > 0)
+    kept = count + arrived  # both outcomes from registers; ``taken`` only selects
+    m.d.sync += [count.eq(Mux(taken, kept - 1, kept)), some.eq(Mux(taken, kept > 1, kept != 0))]
+    return some
 
 
 class SkidBuffer(wiring.Component):
@@ -88,6 +120,10 @@ class Queue(wiring.Component):
     spare : Signal
         Registered: at least two entries are free, so a producer that sees it may push
         in the next clock without looking at ``i.ready`` (a push in this clock leaves one).
+    pushed : Signal
+        Registered: an entry came in during the last clock. A consumer that keeps its own
+        count of the entries (a join deciding a clock ahead of the pop, see
+        ``hw/decoder.py``) counts them from this flag.
     """
 
     def __init__(self, shape, depth: int = 2):
@@ -98,6 +134,7 @@ class Queue(wiring.Component):
         self.depth = depth
         super().__init__({"i": In(stream.Signature(shape)), "o": Out(stream.Signature(shape))})
         self.spare = Signal(init=1)
+        self.pushed = Signal()
 
     def elaborate(self, platform):
         m = Module()
@@ -114,6 +151,7 @@ class Queue(wiring.Component):
         ]
         push = self.i.valid & ~full
         pop = self.o.valid & self.o.ready
+        m.d.sync += self.pushed.eq(push)
         with m.If(push):
             write_at(m, storage, write, self.i.payload)
             m.d.sync += write.eq(write + 1)
@@ -121,8 +159,8 @@ class Queue(wiring.Component):
             m.d.sync += read.eq(read + 1)
         with m.If(push & ~pop):
             m.d.sync += [count.eq(count + 1), full.eq(count == depth - 1), self.o.valid.eq(1),
-                         self.spare.eq(count + 1 <= depth - 2)]
+                         self.spare.eq(count <= depth - 3)]  # count + 1 <= depth - 2, without an adder
         with m.Elif(pop & ~push):
             m.d.sync += [count.eq(count - 1), full.eq(0), self.o.valid.eq(count != 1),
-                         self.spare.eq(count - 1 <= depth - 2)]
+                         self.spare.eq(count <= depth - 1)]
         return m

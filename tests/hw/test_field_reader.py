@@ -1,16 +1,18 @@
-"""hw/field_reader.py and hw/pipe.py against plain-Python models, with random idle
-cycles on every input and back-pressure on every output, protocol monitors on
-every port, and a reset in mid-stream."""
+"""hw/field_reader.py, hw/pipe.py and the spreading network (hw/common.py) against
+plain-Python models, with random idle cycles on every input and back-pressure on
+every output, protocol monitors on every port, and a reset in mid-stream."""
 
 from __future__ import annotations
 
 import random
 
 import pytest
-from amaranth.hdl import ResetInserter, Signal
+from amaranth.hdl import Cat, Const, Module, ResetInserter, Signal
+from amaranth.sim import Simulator
 
+from hw.common import popcount, spread, spread_controls
 from hw.field_reader import FieldReader
-from hw.pipe import Queue, SkidBuffer
+from hw.pipe import Queue, SkidBuffer, flag_fifo, lagged_count
 from hw.simulation import Feeder, StreamMonitor, receive_stream, simulate
 
 
@@ -172,3 +174,86 @@ def test_full_rate_through_registered_handshakes(block):
 def test_queue_rejects_bad_depth():
     with pytest.raises(ValueError, match="depth=3 must be a power of two"):
         Queue(8, 3)
+
+
+# ---- the spreading network and the join's registers (hw/common.py, hw/pipe.py) ------------
+def _spread_module(lanes: int):
+    m = Module()
+    mask = Signal(lanes)
+    present = [mask[j] for j in range(lanes)]
+    width = max(1, (lanes - 1).bit_length()) + 1
+    shifts = [Signal(width, name=f"shift{j}") for j in range(lanes)]
+    m.d.comb += [shifts[j].eq(popcount(~mask[:j]) if j else 0) for j in range(lanes)]
+    controls = spread_controls(present, shifts)
+    stages = len(controls)
+    # packed element k is the number k; after all stages lane j holds the number of its element
+    upper, lower = range(stages // 2, stages), range(stages // 2)  # split as the decoder does (L2 between)
+    lanes_out = spread(spread([Const(k, 8) for k in range(lanes)], controls, upper), controls, lower)
+    out = Signal(8 * lanes)
+    m.d.comb += out.eq(Cat(*lanes_out))
+    return m, mask, out
+
+
+@pytest.mark.parametrize("lanes,masks", [(2, None), (4, None), (8, None), (16, 3000)])
+def test_spreading_network_puts_every_packed_element_on_its_lane(lanes, masks):
+    """Every mask (16 lanes: 3,000 random ones and the edge cases): the k-th marked lane
+    receives packed element k, in both halves of the stages as the decoder splits them."""
+    m, mask, out = _spread_module(lanes)
+    rng = random.Random(lanes)
+    cases = list(range(1 << lanes)) if masks is None else (
+        [0, (1 << lanes) - 1, 1, 1 << (lanes - 1), 0x5555 & ((1 << lanes) - 1), 0xAAAA & ((1 << lanes) - 1)]
+        + [rng.getrandbits(lanes) for _ in range(masks)])
+    failures = []
+
+    async def bench(ctx):
+        for value in cases:
+            ctx.set(mask, value)
+            got = ctx.get(out)
+            marked = [j for j in range(lanes) if value >> j & 1]
+            for k, j in enumerate(marked):
+                if (got >> (8 * j)) & 0xFF != k:
+                    failures.append((value, j, k))
+
+    sim = Simulator(m)
+    sim.add_testbench(bench)
+    sim.run()
+    assert failures == []
+
+
+def test_flag_fifo_and_lagged_count_follow_a_model():
+    """flag_fifo keeps its flags in order with the head in a register; lagged_count's
+    "at least one" is the count of pushes a clock late minus takes, under random traffic."""
+    m = Module()
+    push, value, pop, arrived, taken = Signal(), Signal(), Signal(), Signal(), Signal()
+    held, head = flag_fifo(m, "flags", depth=8, push=push, value=value, pop=pop)
+    some = lagged_count(m, "count", arrived=arrived, taken=taken, depth=8)
+    rng = random.Random(5)
+
+    async def bench(ctx):
+        flags, count = [], 0
+        for _ in range(2000):
+            assert ctx.get(held) == (len(flags) > 0)
+            if flags:
+                assert ctx.get(head) == flags[0]
+            assert ctx.get(some) == (count > 0)
+            do_push = len(flags) < 8 and rng.random() < 0.5
+            do_pop = len(flags) > 0 and rng.random() < 0.5
+            bit = rng.getrandbits(1)
+            do_arrive = count < 7 and rng.random() < 0.5
+            do_take = count > 0 and rng.random() < 0.5
+            ctx.set(push, do_push)
+            ctx.set(value, bit)
+            ctx.set(pop, do_pop)
+            ctx.set(arrived, do_arrive)
+            ctx.set(taken, do_take)
+            await ctx.tick()
+            if do_pop:
+                flags.pop(0)
+            if do_push:
+                flags.append(bit)
+            count += do_arrive - do_take
+
+    sim = Simulator(m)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
