@@ -21,14 +21,16 @@ VERILOG_ARGS = $(call option,VERILOG_OUT,--out) $(call option,LANES,--lanes) \
 
 # make fpga: BOARD=ulx3s|icebreaker; LANES, WORD_BITS, EXPONENT, GROUP_SIZE given on the
 # command line override the board's default configuration; ENCODER=1 (encoder + decoder) or
-# ENCODER=0 (decoder only, streams from ROM); DECODER_MHZ / ENCODER_MHZ set the ULX3S PLL clocks
+# ENCODER=0 (decoder only, streams from ROM); DECODER_MHZ / ENCODER_MHZ set the ULX3S PLL clocks;
+# ROUTER=router1 (nextpnr's slower router, for congested builds) and SEED=n (placement seed)
 # (docs/FPGA.md)
 BOARD ?= ulx3s
 FPGA_OUT ?= build/fpga
 FPGA_ARGS = $(call option,LANES,--lanes) $(call option,WORD_BITS,--word-bits) \
 	$(call option,EXPONENT,--exponent) $(call option,GROUP_SIZE,--group-size) \
 	$(if $(filter 1,$(ENCODER)),--encoder)$(if $(filter 0,$(ENCODER)),--decoder-only) \
-	$(if $(DECODER_MHZ),--decoder-mhz $(DECODER_MHZ)) $(if $(ENCODER_MHZ),--encoder-mhz $(ENCODER_MHZ))
+	$(if $(DECODER_MHZ),--decoder-mhz $(DECODER_MHZ)) $(if $(ENCODER_MHZ),--encoder-mhz $(ENCODER_MHZ)) \
+	$(call option,ROUTER,--router) $(call option,SEED,--seed)
 
 .PHONY: help venv verilog sim sim-long test test-long stats demo bench bench-decode vectors fpga area depth clean distclean
 

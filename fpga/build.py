@@ -106,11 +106,18 @@ def _summary(family: str, utilization: dict, cells: dict) -> dict:
 def build(board: str, *, lanes: int | None = None, word_bits: int | None = None, exponent: str | None = None,
           group_size: int | None = None, keep: int | None = None, decoder_mhz: float | None = None,
           encoder_mhz: float | None = None, out: Path = Path("build/fpga"), report: Path | None = None,
-          allow_timing_fail: bool = False, encoder: bool | None = None) -> dict:
+          allow_timing_fail: bool = False, encoder: bool | None = None, router: str = "router2",
+          seed: int | None = None) -> dict:
     """Build ``board``'s self-test; returns the report as a dict (also written to
-    ``report`` as Markdown and beside it as JSON)."""
+    ``report`` as Markdown and beside it as JSON). ``router`` and ``seed`` go to nextpnr
+    (router1 is slower but can finish where router2 does not converge on a congested
+    design; a seed moves the placement)."""
     if board not in BOARDS:
         raise ValueError(f"board={board!r}: choose one of {sorted(BOARDS)}")
+    if router not in ("router1", "router2"):
+        raise ValueError(f"router={router!r}: choose router1 or router2")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise ValueError(f"seed={seed!r} must be an int >= 0")
     spec = BOARDS[board]
     lanes = spec["lanes"] if lanes is None else lanes
     word_bits = spec["word_bits"] if word_bits is None else word_bits
@@ -139,7 +146,8 @@ def build(board: str, *, lanes: int | None = None, word_bits: int | None = None,
           file=sys.stderr, flush=True)
     started = time.monotonic()
     platform.build(top, name=NAME, build_dir=str(build_dir), do_program=False,
-                   nextpnr_opts=f"--report {NAME}.report.json --timing-allow-fail --router router2")
+                   nextpnr_opts=f"--report {NAME}.report.json --timing-allow-fail --router {router}"
+                                + (f" --seed {seed}" if seed is not None else ""))
     seconds = time.monotonic() - started
     nextpnr = json.loads((build_dir / f"{NAME}.report.json").read_text())
     cells = _yosys_cells((build_dir / f"{NAME}.rpt").read_text())
@@ -226,6 +234,9 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=Path("build/fpga"))
     parser.add_argument("--report", type=Path)
     parser.add_argument("--allow-timing-fail", action="store_true")
+    parser.add_argument("--router", choices=["router1", "router2"], default="router2",
+                        help="nextpnr's router (default router2; router1 is slower but finishes on congested designs)")
+    parser.add_argument("--seed", type=int, help="nextpnr's placement seed")
     parser.add_argument("--encoder", dest="encoder", action="store_true", default=None,
                         help="encoder + decoder self-test (the ulx3s default)")
     parser.add_argument("--decoder-only", dest="encoder", action="store_false",
@@ -235,7 +246,7 @@ def main(argv=None) -> int:
         build(args.board, lanes=args.lanes, word_bits=args.word_bits, exponent=args.exponent,
               group_size=args.group_size, keep=args.keep, decoder_mhz=args.decoder_mhz,
               encoder_mhz=args.encoder_mhz, out=args.out, report=args.report,
-              allow_timing_fail=args.allow_timing_fail, encoder=args.encoder)
+              allow_timing_fail=args.allow_timing_fail, encoder=args.encoder, router=args.router, seed=args.seed)
     except (ValueError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -224,3 +224,16 @@ def test_board_top_elaborates(board, tmp_path):
     assert tx_pin in constraints
     if board == "ulx3s":
         assert "EHXPLLL" in files["selftest.il"] and "FREQUENCY PORT" in constraints
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(router="router3"), "router='router3'"),
+    (dict(seed=-1), "seed=-1"),
+    (dict(seed=True), "seed=True"),
+])
+def test_build_rejects_bad_nextpnr_options_before_any_work(bad, message, tmp_path):
+    from fpga.build import build
+
+    with pytest.raises(ValueError, match=message):
+        build("ulx3s", out=tmp_path, **bad)
+    assert list(tmp_path.iterdir()) == []
