@@ -170,11 +170,15 @@ class LineReporter(wiring.Component):
         digit = Signal(range(max(len(nibbles), 2)))
         position = Signal(range(len(template)))
         char = Signal(8)
+        # the ROM's data in a register: a block RAM's output without its own register is
+        # slow (5.6 ns clock-to-out on the ECP5), and it led a 16-lane ULX3S build's paths
+        rom_char = Signal(8)
+        m.d.sync += rom_char.eq(read.data)
         m.d.comb += [read.addr.eq(position), self.out.payload.eq(char)]
         # the digit's nibble in two registered steps (eight nibbles by the digit's high bits,
         # then one by its low bits): a wide multiplexer was a 16-lane ULX3S build's longest
-        # path. `digit` moves in LOAD and is next read in LOAD three clocks later at the
-        # earliest (SEND, FETCH), after both steps.
+        # path. `digit` moves in LOAD and is next read in LOAD four clocks later at the
+        # earliest (SEND, FETCH, HOLD), after both steps.
         nibbles += [Const(0, 4)] * (-len(nibbles) % 8)
         octets = [Cat(*nibbles[i:i + 8]) for i in range(0, len(nibbles), 8)]
         octet = Signal(32)
@@ -190,14 +194,17 @@ class LineReporter(wiring.Component):
                     m.next = "FETCH"
             with m.State("FETCH"):  # the ROM's output follows `position` one clock later
                 m.d.comb += self.busy.eq(1)
+                m.next = "HOLD"
+            with m.State("HOLD"):  # and `rom_char` one more
+                m.d.comb += self.busy.eq(1)
                 m.next = "LOAD"
             with m.State("LOAD"):
                 m.d.comb += self.busy.eq(1)
-                with m.If(read.data == 0):
+                with m.If(rom_char == 0):
                     m.d.sync += [char.eq(Mux(nibble < 10, nibble + ord("0"), nibble + (ord("A") - 10))),
                                  digit.eq(digit + 1)]
                 with m.Else():
-                    m.d.sync += char.eq(read.data)
+                    m.d.sync += char.eq(rom_char)
                 m.next = "SEND"
             with m.State("SEND"):
                 m.d.comb += [self.busy.eq(1), self.out.valid.eq(1)]

@@ -4,7 +4,7 @@ See docs/HARDWARE.md for the block diagram, ports, timing and integration, and
 docs/FORMAT.md for the bit layout it reads.
 
 Microarchitecture (every stream is decoupled from the others by queues; the only
-place streams meet is a join of registered flags)::
+place streams meet is a join of registered ``valid`` flags)::
 
     cmd ─► skid ─► sequencer: groups, superblocks, beats of the command
                       │ per beat: bitmap descriptor, control (mode, ends)
@@ -19,7 +19,7 @@ place streams meet is a join of registered flags)::
          └──────────────┴─────► join ◄─────────────┴──────────────┘
                                  │ lanes: fields through spreading networks, BF16 built
                                  ▼
-                  queue (raw, unary) / skid (mx) ─► out
+                               skid ─► out
 
 In mx coding the ``mantissa_low`` field widths depend on the decoded values, so the
 join is in two steps: the speculation streams first (draft values and widths), then
@@ -44,7 +44,7 @@ from .common import (
     spread_controls,
 )
 from .field_reader import FieldReader
-from .pipe import Queue, SkidBuffer, flag_fifo, lagged_count
+from .pipe import Queue, SkidBuffer, flag_fifo
 from .unary import UnaryDecoder
 
 __all__ = ["Decoder", "decoder_command", "decoder_command_layout", "decoder_output_layout", "decoder_status_layout"]
@@ -181,17 +181,12 @@ class Decoder(wiring.Component):
                 m.d.comb += getattr(self, name).ready.eq(0)
                 continue
             later = coding == "mx" and name in ("mantissa_low", "pruned_raw")  # read at the second join
-            # raw and unary: the join pops a clock after it decides, so a window stays three
-            # clocks in its queue (4 entries keep one beat per clock); see ``_lanes``
-            lagged = coding != "mx" and name != "bitmap"
             reader = readers[name] = FieldReader(word_bits=self.word_bits, max_bits=max_bits,
-                                                 out_depth=8 if later else 4 if lagged else 2,
-                                                 desc_depth=8 if later else 4)
+                                                 out_depth=8 if later else 2, desc_depth=8 if later else 4)
             m.submodules[f"{name}_reader"] = reader
             wiring.connect(m, wiring.flipped(getattr(self, name)), reader.words)
         if coding == "unary":
-            unary = UnaryDecoder(p, lanes=lanes, word_bits=self.word_bits, window_bits=self.unary_window_bits,
-                                 out_depth=4)
+            unary = UnaryDecoder(p, lanes=lanes, word_bits=self.word_bits, window_bits=self.unary_window_bits)
             m.submodules.unary = unary
             wiring.connect(m, wiring.flipped(self.exponent), unary.words)
             m.d.comb += unary.codebook.as_value().eq(self.codebook.as_value())
@@ -280,8 +275,8 @@ class Decoder(wiring.Component):
         })
         if coding == "mx":
             m.submodules.join_queue = join_queue = Queue(join_layout, depth=8)
-        else:  # the join pops a clock after it decides and F3 pushes a clock after F2: 16 entries
-            m.submodules.join_queue = join_queue = Queue(lanes_layout, depth=16)
+        else:
+            m.submodules.join_queue = join_queue = Queue(lanes_layout, depth=8)
         # the fan-out moves when every destination queue has room, known a clock ahead:
         # a register of their registered "two free" flags (no AND of readies in the loop)
         spares = [join_queue.spare] + [reader.desc_spare for name, reader in readers.items() if name != "bitmap"]
@@ -406,12 +401,12 @@ class Decoder(wiring.Component):
         push("pruned_raw", f2_pruned * 16, f2.full)
 
         # ---- join and lanes ----------------------------------------------------------
+        m.submodules.out_skid = out_skid = SkidBuffer(decoder_output_layout(lanes))
+        wiring.connect(m, out_skid.o, wiring.flipped(self.out))
         if coding == "mx":
-            m.submodules.out_skid = out_skid = SkidBuffer(decoder_output_layout(lanes))
-            wiring.connect(m, out_skid.o, wiring.flipped(self.out))
             self._mx_lanes(m, readers, join_queue, exponents, out_skid)
         else:
-            self._lanes(m, readers, join_queue, unary if coding == "unary" else readers["exponent"])
+            self._lanes(m, readers, join_queue, exponents, out_skid)
 
         # ---- status ------------------------------------------------------------------
         waiting = []
@@ -439,53 +434,34 @@ class Decoder(wiring.Component):
         return m
 
     # ------------------------------------------------------------------------------
-    def _lanes(self, m, readers, join_queue, exponent_source):
+    def _lanes(self, m, readers, join_queue, exponents, out_skid):
         """raw and unary: one join of every stream, then the lanes (2 stages).
 
-        The join decides (``fire``) from counts it keeps of every producer's queued
-        entries and of free places in the output queue, all registers beside it; the
-        producers pop a clock later, on a registered copy of ``fire``, and L1 takes their
-        head entries in that clock. So no path runs from the join to a far producer's
-        pointers in one clock (that wire was a 16-lane ULX3S build's longest path), and
-        L1, L2 run without an enable: the output queue's free places are reserved
-        when a beat fires."""
+        The beat is taken (``fire``) when its entry and every window it needs are at
+        their queue heads and the output has room: an AND of registers (the head beat's
+        ``full`` flag is a register of its own, see ``flag_fifo``). Each lane's fields
+        come through two spreading networks (``hw/common.py``), their upper stages
+        before L2 and the lower ones after it."""
         p, lanes = self.params, self.lanes
         mant_keep, trunc, smw = p.mantissa_bits, p.truncated_bits, p.sign_mantissa_bits
         sm, pr = readers["sign_mantissa"], readers["pruned_raw"]
         ml = readers.get("mantissa_low")
-        out_depth = 8  # >= the clocks from a fire to its free place counted again (6)
-        m.submodules.out_queue = out_queue = Queue(decoder_output_layout(lanes), depth=out_depth)
-        wiring.connect(m, out_queue.o, wiring.flipped(self.out))
-
+        advance = out_skid.i.ready
         fire = Signal()
-        # the beats at the join: their ``full`` flags, head in a register (join_queue holds the rest)
-        beat_here, beat_full = flag_fifo(m, "join_full", depth=join_queue.depth,
-                                         push=join_queue.i.valid & join_queue.i.ready,
-                                         value=join_queue.i.payload.full, pop=fire)
-        returned = Signal()  # an output entry left in the last clock
-        m.d.sync += returned.eq(out_queue.o.valid & out_queue.o.ready)
-        out_free = lagged_count(m, "out_free", arrived=returned, taken=fire, depth=out_depth, init=out_depth)
-        sm_here = lagged_count(m, "sign_mantissa_here", arrived=sm.out_pushed, taken=fire, depth=sm.out_depth)
-        exponents = exponent_source.out
-        exp_here = lagged_count(m, "exponent_here", arrived=exponent_source.out_pushed, taken=fire,
-                                depth=exponent_source.out_depth)
-        verify_taken = fire & beat_full
-        verification_here = lagged_count(m, "pruned_raw_here", arrived=pr.out_pushed, taken=verify_taken,
-                                         depth=pr.out_depth)
+        # the beats at the join: their ``full`` flags, the head's in a register (not a
+        # multiplexer of the join queue's entries by its read pointer inside the loop)
+        _, head_full = flag_fifo(m, "join_full", depth=join_queue.depth,
+                                 push=join_queue.i.valid & join_queue.i.ready,
+                                 value=join_queue.i.payload.full, pop=fire)
+        verification_ready = pr.out.valid & (ml.out.valid if ml is not None else 1)
+        m.d.comb += fire.eq(join_queue.o.valid & sm.out.valid & exponents.valid
+                            & (~head_full | verification_ready) & advance)
+        m.d.comb += [join_queue.o.ready.eq(fire), sm.out.ready.eq(fire), exponents.ready.eq(fire),
+                     pr.out.ready.eq(fire & head_full)]
         if ml is not None:
-            ml_here = lagged_count(m, "mantissa_low_here", arrived=ml.out_pushed, taken=verify_taken,
-                                   depth=ml.out_depth)
-            verification_here = verification_here & ml_here
-        m.d.comb += fire.eq(beat_here & sm_here & exp_here & out_free & (~beat_full | verification_here))
-        # the pops, a clock later (registers; the entries are there by the counts above)
-        pop, pop_verification = Signal(), Signal()
-        m.d.sync += [pop.eq(fire), pop_verification.eq(verify_taken)]
-        m.d.comb += [join_queue.o.ready.eq(pop), sm.out.ready.eq(pop), exponents.ready.eq(pop),
-                     pr.out.ready.eq(pop_verification)]
-        if ml is not None:
-            m.d.comb += ml.out.ready.eq(pop_verification)
+            m.d.comb += ml.out.ready.eq(fire & head_full)
 
-        # L1: the beat's windows, the producers' head entries in the clock they pop
+        # L1: the beat's windows
         desc = join_queue.o.payload
         l1_valid = Signal()
         l1 = Signal(desc.shape(), reset_less=True)
@@ -493,10 +469,11 @@ class Decoder(wiring.Component):
         l1_exp = Signal(len(exponents.payload), reset_less=True)
         l1_ml = Signal(len(ml.out.payload), reset_less=True) if ml is not None else None
         l1_pr = Signal(len(pr.out.payload), reset_less=True)
-        m.d.sync += [l1_valid.eq(pop), l1.eq(desc), l1_sm.eq(sm.out.payload), l1_exp.eq(exponents.payload),
-                     l1_pr.eq(pr.out.payload)]
-        if ml is not None:
-            m.d.sync += l1_ml.eq(ml.out.payload)
+        with m.If(advance):
+            m.d.sync += [l1_valid.eq(fire), l1.eq(desc), l1_sm.eq(sm.out.payload), l1_exp.eq(exponents.payload),
+                         l1_pr.eq(pr.out.payload)]
+            if ml is not None:
+                m.d.sync += l1_ml.eq(ml.out.payload)
 
         # L2 and the output: each lane's fields through the spreading networks, their upper
         # stages before L2 and the lower ones after it (2:1 multiplexers between lanes
@@ -513,9 +490,10 @@ class Decoder(wiring.Component):
         l2 = Signal(l1.shape(), reset_less=True)
         l2_kept = [Signal(smw + 8 + ml_width, name=f"lane{j}_kept", reset_less=True) for j in range(lanes)]
         l2_pruned = [Signal(16, name=f"lane{j}_pruned", reset_less=True) for j in range(lanes)]
-        m.d.sync += [l2_valid.eq(l1_valid), l2.eq(l1)]
-        m.d.sync += [a.eq(b) for a, b in zip(l2_kept, spread(kept_fields, kept_controls, upper))]
-        m.d.sync += [a.eq(b) for a, b in zip(l2_pruned, spread(pruned_fields, pruned_controls, upper))]
+        with m.If(advance):
+            m.d.sync += [l2_valid.eq(l1_valid), l2.eq(l1)]
+            m.d.sync += [a.eq(b) for a, b in zip(l2_kept, spread(kept_fields, kept_controls, upper))]
+            m.d.sync += [a.eq(b) for a, b in zip(l2_pruned, spread(pruned_fields, pruned_controls, upper))]
         kept_lanes = spread(l2_kept, [l2.kept_network[t] for t in range(stages)], lower)
         pruned_lanes = spread(l2_pruned, [l2.pruned_network[t] for t in range(stages)], lower)
 
@@ -528,10 +506,10 @@ class Decoder(wiring.Component):
             draft = Cat(Const(0, trunc), high, exponent, sign)
             exact = Cat(low, high, exponent, sign)
             values.append(Mux(l2.mask[j], Mux(l2.full, exact, draft), Mux(l2.full, pruned_lanes[j], 0)))
-        m.d.comb += [  # a place was reserved when the beat fired: ``i.ready`` is 1 here
-            out_queue.i.valid.eq(l2_valid),
-            out_queue.i.payload.values.as_value().eq(Cat(*values)),
-            out_queue.i.payload.last.eq(l2.last),
+        m.d.comb += [
+            out_skid.i.valid.eq(l2_valid),
+            out_skid.i.payload.values.as_value().eq(Cat(*values)),
+            out_skid.i.payload.last.eq(l2.last),
         ]
 
     # ------------------------------------------------------------------------------

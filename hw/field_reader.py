@@ -85,9 +85,6 @@ class FieldReader(wiring.Component):
     desc_spare : Out(1)
         Registered: the descriptor queue has room for two more, so a producer that sees
         it may push in the next clock without looking at ``desc.ready``.
-    out_pushed : Out(1)
-        Registered: a window entered the output queue in the last clock (for a consumer
-        that counts them itself and pops a clock after it decides).
     """
 
     def __init__(self, *, word_bits: int, max_bits: int, out_depth: int = 2, desc_depth: int = 4):
@@ -112,7 +109,6 @@ class FieldReader(wiring.Component):
             "out": Out(stream.Signature(max_bits)),
             "starved": Out(1),
             "desc_spare": Out(1),
-            "out_pushed": Out(1),
         })
 
     def elaborate(self, platform):
@@ -263,7 +259,7 @@ class FieldReader(wiring.Component):
 
         # ---- window: capture the spanned words, shift by the offset (2 stages) -----
         m.submodules.out_queue = out_queue = Queue(max_bits, depth=self.out_depth)
-        m.d.comb += [advance_pipe.eq(out_queue.i.ready), self.out_pushed.eq(out_queue.pushed)]
+        m.d.comb += advance_pipe.eq(out_queue.i.ready)
         captured = Signal(span * slot_bits, reset_less=True)  # data registers: no reset
         captured_offset = Signal(range(slot_bits), reset_less=True)
         captured_valid = Signal()

@@ -14,7 +14,7 @@ from amaranth.lib.wiring import In, Out
 
 from .common import parameter_checks
 
-__all__ = ["SkidBuffer", "Queue", "write_at", "flag_fifo", "lagged_count"]
+__all__ = ["SkidBuffer", "Queue", "write_at", "flag_fifo"]
 
 
 def write_at(m, targets: list, index, value, *, domain: str = "sync") -> None:
@@ -42,19 +42,6 @@ def flag_fifo(m, name: str, *, depth: int, push, value, pop):
             with m.If(~held[n]):
                 m.d.sync += flags[n].eq(value)
     return held[0], flags[0]
-
-
-def lagged_count(m, name: str, *, arrived, taken, depth: int, init: int = 0):
-    """A consumer's own count of the entries a producer holds for it: + ``arrived`` (the
-    producer's registered push flag, so one clock late), - ``taken`` (the consumer's
-    decision, applied at the producer one clock later). Returns the registered flag "at
-    least one". The count never exceeds what the producer really holds, so a decision made
-    on it finds the entry there."""
-    count = Signal(range(depth + 1), name=f"{name}_count", init=init)
-    some = Signal(name=f"{name}_some", init=init > 0)
-    kept = count + arrived  # both outcomes from registers; ``taken`` only selects
-    m.d.sync += [count.eq(Mux(taken, kept - 1, kept)), some.eq(Mux(taken, kept > 1, kept != 0))]
-    return some
 
 
 class SkidBuffer(wiring.Component):
@@ -120,10 +107,6 @@ class Queue(wiring.Component):
     spare : Signal
         Registered: at least two entries are free, so a producer that sees it may push
         in the next clock without looking at ``i.ready`` (a push in this clock leaves one).
-    pushed : Signal
-        Registered: an entry came in during the last clock. A consumer that keeps its own
-        count of the entries (a join deciding a clock ahead of the pop, see
-        ``hw/decoder.py``) counts them from this flag.
     """
 
     def __init__(self, shape, depth: int = 2):
@@ -134,7 +117,6 @@ class Queue(wiring.Component):
         self.depth = depth
         super().__init__({"i": In(stream.Signature(shape)), "o": Out(stream.Signature(shape))})
         self.spare = Signal(init=1)
-        self.pushed = Signal()
 
     def elaborate(self, platform):
         m = Module()
@@ -151,7 +133,6 @@ class Queue(wiring.Component):
         ]
         push = self.i.valid & ~full
         pop = self.o.valid & self.o.ready
-        m.d.sync += self.pushed.eq(push)
         with m.If(push):
             write_at(m, storage, write, self.i.payload)
             m.d.sync += write.eq(write + 1)

@@ -87,9 +87,6 @@ class UnaryDecoder(wiring.Component):
         Width of the exponent stream's words.
     window_bits : int
         Stream bits analysed per clock, a multiple of 64.
-    out_depth : int
-        Entries of the output queue (default 2; a consumer that pops a clock after it
-        decides needs 4 for one beat per clock).
 
     Ports
     -----
@@ -100,11 +97,9 @@ class UnaryDecoder(wiring.Component):
         Per beat, its ``kept`` exponents (slot ``i`` in bits ``8i..8i+7``).
     beats_spare : Out(1)
         Registered: the beat queue has room for two more (see :class:`~hw.pipe.Queue`).
-    out_pushed : Out(1)
-        Registered: a beat's exponents entered the output queue in the last clock.
     """
 
-    def __init__(self, params: FormatParams, *, lanes: int, word_bits: int, window_bits: int, out_depth: int = 2):
+    def __init__(self, params: FormatParams, *, lanes: int, word_bits: int, window_bits: int):
         with parameter_checks(self):
             if window_bits % UNIT or window_bits < UNIT:
                 raise ValueError(f"window_bits={window_bits} must be a positive multiple of {UNIT}")
@@ -112,7 +107,6 @@ class UnaryDecoder(wiring.Component):
         self.lanes = lanes
         self.word_bits = word_bits
         self.window_bits = window_bits
-        self.out_depth = out_depth
         self.code_length = params.unary_max_code_length
         self.emit = max(lanes, CHUNK)  # entries written per clock, and banks of the entry ring
         self.units_per_word = max(UNIT, word_bits) // UNIT
@@ -125,7 +119,6 @@ class UnaryDecoder(wiring.Component):
             "beats": In(stream.Signature(unary_beat_layout(lanes))),
             "out": Out(stream.Signature(8 * lanes)),
             "beats_spare": Out(1),
-            "out_pushed": Out(1),
         })
 
     def elaborate(self, platform):  # noqa: C901 (one pipeline, read top to bottom)
@@ -393,9 +386,8 @@ class UnaryDecoder(wiring.Component):
         m.submodules.beat_queue = beat_queue = Queue(unary_beat_layout(lanes), depth=8)
         wiring.connect(m, wiring.flipped(self.beats), beat_queue.i)
         m.d.comb += self.beats_spare.eq(beat_queue.spare)
-        m.submodules.out_queue = out_queue = Queue(8 * lanes, depth=self.out_depth)
+        m.submodules.out_queue = out_queue = Queue(8 * lanes, depth=2)
         wiring.connect(m, out_queue.o, wiring.flipped(self.out))
-        m.d.comb += self.out_pushed.eq(out_queue.pushed)
         advance = out_queue.i.ready
         # the head beat, in registers (its kept count and the mask of its codes after the first)
         beat = Signal(unary_beat_layout(lanes), reset_less=True)

@@ -170,7 +170,7 @@ def test_one_beat_per_clock(coding, lanes, word_bits):
     run = check(params, [x], lanes=lanes, word_bits=word_bits, modes=(True,))
     assert len(run.values) >= 10_000
     assert run.beats_per_cycle == 1.0
-    assert run.latency == (29 if coding == "mx" else 22)  # docs/HARDWARE.md, "Decoder latency"
+    assert run.latency == (29 if coding == "mx" else 20)  # docs/HARDWARE.md, "Decoder latency"
 
 
 def test_rate_with_escapes_takes_the_serial_path():
