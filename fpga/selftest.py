@@ -322,8 +322,29 @@ class _Checker(wiring.Component):
                     value = value ^ self.fault
                 m.d.sync += [s1_out[i].eq(value), s1_expected[i].eq(pattern.values.payload[i])]
 
-        # stage 2: per-lane verdicts (bits) and keys
+        # stage 1b: per-lane compares a nibble at a time (one LUT each), the rest delayed; the
+        # whole 16-bit compares were a 16-lane ULX3S build's longest path
         truncate_mask = (0xFFFF << p.truncated_bits) & 0xFFFF
+        s1b_valid, s1b_draft, s1b_last, s1b_pass_end, s1b_group_end = (Signal(name=f"s1b_{n}") for n in (
+            "valid", "draft", "last", "pass_end", "group_end"))
+        s1b_group_beat = Signal(len(s1_group_beat))
+        s1b_expected = [Signal(16, name=f"s1b_expected{i}", reset_less=True) for i in range(lanes)]
+        s1b_full_differs = [Signal(4, name=f"s1b_full_differs{i}", reset_less=True) for i in range(lanes)]
+        s1b_draft_differs = [Signal(4, name=f"s1b_draft_differs{i}", reset_less=True) for i in range(lanes)]
+        s1b_nonzero = [Signal(4, name=f"s1b_nonzero{i}", reset_less=True) for i in range(lanes)]
+        m.d.sync += [s1b_valid.eq(s1_valid), s1b_draft.eq(s1_draft), s1b_last.eq(s1_last),
+                     s1b_pass_end.eq(s1_pass_end), s1b_group_end.eq(s1_group_end), s1b_group_beat.eq(s1_group_beat)]
+        for i in range(lanes):
+            out, expected = s1_out[i], s1_expected[i]
+            draft_expected = expected & truncate_mask
+            m.d.sync += [s1b_expected[i].eq(expected)]
+            m.d.sync += [s1b_full_differs[i][n].eq(out[4 * n:4 * n + 4] != expected[4 * n:4 * n + 4])
+                         for n in range(4)]
+            m.d.sync += [s1b_draft_differs[i][n].eq(out[4 * n:4 * n + 4] != draft_expected[4 * n:4 * n + 4])
+                         for n in range(4)]
+            m.d.sync += [s1b_nonzero[i][n].eq(out[4 * n:4 * n + 4] != 0) for n in range(4)]
+
+        # stage 2: per-lane verdicts (bits) and keys
         s2_valid, s2_draft, s2_last_bad, s2_group_end = Signal(), Signal(), Signal(), Signal()
         s2_full_bad = Signal(lanes, reset_less=True)
         s2_draft_bad = Signal(lanes, reset_less=True)
@@ -331,17 +352,17 @@ class _Checker(wiring.Component):
         key_bits = 1 + index_bits + 15
         s2_min_kept = [Signal(key_bits, name=f"s2_min_kept{i}", reset_less=True) for i in range(lanes)]
         s2_max_pruned = [Signal(key_bits, name=f"s2_max_pruned{i}", reset_less=True) for i in range(lanes)]
-        m.d.sync += [s2_valid.eq(s1_valid), s2_draft.eq(s1_draft), s2_group_end.eq(s1_group_end),
-                     s2_last_bad.eq(s1_valid & (s1_last != s1_pass_end))]
+        m.d.sync += [s2_valid.eq(s1b_valid), s2_draft.eq(s1b_draft), s2_group_end.eq(s1b_group_end),
+                     s2_last_bad.eq(s1b_valid & (s1b_last != s1b_pass_end))]
         for i in range(lanes):
-            out, expected = s1_out[i], s1_expected[i]
-            kept = out != 0
-            index = s1_group_beat * lanes + i
+            expected = s1b_expected[i]
+            kept = s1b_nonzero[i].any()
+            index = s1b_group_beat * lanes + i
             # ordering key: larger magnitude first, then lower index; the constant 1 makes every key nonzero
             key = Cat(Const(1, 1), (G - 1 - index)[:index_bits] if index_bits else Const(0, 0), expected[:15])
             m.d.sync += [
-                s2_full_bad[i].eq(out != expected),
-                s2_draft_bad[i].eq(kept & (out != (expected & truncate_mask))),
+                s2_full_bad[i].eq(s1b_full_differs[i].any()),
+                s2_draft_bad[i].eq(kept & s1b_draft_differs[i].any()),
                 s2_kept_lanes[i].eq(kept),
                 s2_min_kept[i].eq(Mux(kept, key, (1 << key_bits) - 1)),
                 s2_max_pruned[i].eq(Mux(kept, 0, key)),
