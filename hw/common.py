@@ -164,11 +164,10 @@ def spread_controls(present: list, shifts: list) -> list:
     stages = (lanes - 1).bit_length()
     controls = []
     for t in range(stages):
-        row = []
-        for q in range(lanes):
-            terms = [present[j] & shifts[j][t] & (shifts[j][:t] == j - q if t else 1)
-                     for j in range(q, min(lanes, q + (1 << t)))]
-            row.append(Cat(*terms).any() if q >= 1 << t else Const(0, 1))
+        row = [Const(0, 1)] * (1 << t)  # the lowest 2**t lanes have nothing below to take
+        for q in range(1 << t, lanes):
+            row.append(Cat(*(present[j] & shifts[j][t] & (shifts[j][:t] == j - q if t else 1)
+                             for j in range(q, min(lanes, q + (1 << t))))).any())
         controls.append(row)
     return controls
 

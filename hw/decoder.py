@@ -273,10 +273,7 @@ class Decoder(wiring.Component):
             "kept_network": network_layout,  # kept values: sign_mantissa, exponent, mantissa_low fields
             "pruned_network": network_layout,  # pruned values: pruned_raw fields
         })
-        if coding == "mx":
-            m.submodules.join_queue = join_queue = Queue(join_layout, depth=8)
-        else:
-            m.submodules.join_queue = join_queue = Queue(lanes_layout, depth=8)
+        m.submodules.join_queue = join_queue = Queue(join_layout if coding == "mx" else lanes_layout, depth=8)
         # the fan-out moves when every destination queue has room, known a clock ahead:
         # a register of their registered "two free" flags (no AND of readies in the loop)
         spares = [join_queue.spare] + [reader.desc_spare for name, reader in readers.items() if name != "bitmap"]
@@ -347,12 +344,8 @@ class Decoder(wiring.Component):
                 m.d.sync += f2.blocks.eq(starts_upto[lanes])
 
         f2_pruned = lanes - f2_kept
-        if coding == "mx":
-            m.d.comb += [
-                join_queue.i.valid.eq(f2_valid & fan_advance),
-                join_queue.i.payload.eq(f2),
-            ]
-        else:
+        join_valid, join_entry = f2_valid, f2
+        if coding != "mx":
             # F3: the spreading networks' controls (from F2's registers), into the join queue;
             # the streams' descriptors leave at F2, and their windows come later than this
             f2_pruned_before = [Signal(kept_bits, name=f"f2_pruned_before{j}", reset_less=True)
@@ -370,10 +363,8 @@ class Decoder(wiring.Component):
                 for t in range(len(kept_controls)):
                     m.d.sync += [f3.kept_network[t].eq(Cat(*kept_controls[t])),
                                  f3.pruned_network[t].eq(Cat(*pruned_controls[t]))]
-            m.d.comb += [
-                join_queue.i.valid.eq(f3_valid & fan_advance),
-                join_queue.i.payload.eq(f3),
-            ]
+            join_valid, join_entry = f3_valid, f3
+        m.d.comb += [join_queue.i.valid.eq(join_valid & fan_advance), join_queue.i.payload.eq(join_entry)]
 
         def push(reader_name, delta, condition=1):
             desc = readers[reader_name].desc
