@@ -584,7 +584,11 @@ class SelfTest(wiring.Component):
         report_done = checker.done[0] & ~done_seen
         with m.If(report_done & ~reporter.busy):
             m.d[dec_domain] += done_seen.eq(1)
-        m.d.comb += reporter.trigger.eq((timer == cfg.report_cycles - 1) | report_done)
+        # the trigger in a register: the timer's compare and the reporter's snapshot enables
+        # (every counter's copy) were one path, the longest of a 16-lane ULX3S build
+        trigger = Signal()
+        m.d[dec_domain] += trigger.eq((timer == cfg.report_cycles - 1) | report_done)
+        m.d.comb += reporter.trigger.eq(trigger)
         errors = Cat(checker.full_err != 0, checker.draft_err != 0, checker.topk_err != 0, checker.last_err != 0)
         heartbeat_bit = min(max(cfg.report_cycles.bit_length() - 1, 0), COUNTERS["cycles"] - 1)
         m.d.comb += [

@@ -116,6 +116,11 @@ class TopKThreshold(Elaboratable):
         A beat may be written this cycle (a register output: a group may start when a
         bit-plane slot is free and its threshold will find room in the output FIFO; a
         group's later beats are always accepted).
+    start_ready : Signal, out
+        A register: a new group may start (``in_ready`` when no group is part-written).
+        For a writer that delivers its beats a clock after accepting them and counts a
+        group's beats itself; valid when a group has two beats or more (a start delivered
+        in the clock before is counted in it).
     in_valid : Signal, in
         Write strobe (only while ``in_ready``): ``in_magnitudes`` is the next beat.
     in_magnitudes : Signal(15 x lanes), in
@@ -181,6 +186,7 @@ class TopKThreshold(Elaboratable):
         self.geometry = select_geometry(group_size, lanes)
         self.keep = Signal(range(group_size + 1))
         self.in_ready = Signal()
+        self.start_ready = Signal()
         self.in_valid = Signal()
         self.in_magnitudes = Signal(MAGNITUDE_BITS * lanes)
         self.threshold_layout = data.StructLayout({"magnitude": MAGNITUDE_BITS, "need": range(group_size + 1)})
@@ -209,7 +215,7 @@ class TopKThreshold(Elaboratable):
         # in_ready is one gate after registers (it was the head of an 8-lane ULX3S build's
         # longest encoder path)
         group_room = Signal(init=1)
-        m.d.comb += self.in_ready.eq((in_beat != 0) | group_room)
+        m.d.comb += [self.in_ready.eq((in_beat != 0) | group_room), self.start_ready.eq(group_room)]
         starting = Signal()
         m.d.comb += starting.eq(self.in_valid & (in_beat == 0))
         with m.If(self.in_valid):

@@ -22,13 +22,17 @@ Microarchitecture (every stage a register; no stage's logic reaches past the nex
                         ▼
                      entry ring (E banks x 8 rows): one entry per one in the stream
                         │
-    beats (k, ends) ─► head beat (registers) ─► packer: takes the next k entries per beat
+    beats (k, ends) ─► queue ─► skid ─► head beat (registers) ─► packer: takes the next k entries per beat
                         │  when none of them is flagged (rank = gap; the first code of a
                         │  superblock: bits from its 64-bit start); otherwise decodes the
                         │  beat serially from the raw bits (4 clocks per code), then skips
                         ▼  the entries it passed (ones inside escape payloads)
-                     O1: ranks and positions ─► O2: codebook ─► out queue ─► out
-                                                        (k exponents, 8 bits each)
+                     O1: the banks' entries (read in the pop's clock) ─► O2: rotated; ranks,
+                        │  positions, codebook ─► out queue ─► out (k exponents, 8 bits each)
+                        ▼
+    The packer's decision reads registers only: the flags of the 2E entries from read_index
+    (and the first-code checks of the first E + 1) are read into registers every clock, and
+    the next clock selects them from how far read_index moved (see ``moved``).
 
 Throughput: one beat per clock while the analysis keeps ahead, i.e. while a beat's
 codes average at most ``window_bits / lanes`` bits; a beat holding an escape takes
@@ -202,6 +206,9 @@ class UnaryDecoder(wiring.Component):
         with m.If(a2_free):
             m.d.sync += [a2_valid.eq(a1_valid), a2_bits.eq(a1_bits), a2_base.eq(a1_base), a2_units.eq(a1_units)]
             m.d.sync += [a2_counts[k].eq(popcount(a1_bits[k * CHUNK:(k + 1) * CHUNK])) for k in range(chunks)]
+        # last_group: the ones left in the window fit one group, as a register (a compare of
+        # a3_offset before the stages' free chain was the unary decoder's longest path)
+        last_group = Signal()
         with m.If(a3_free):
             m.d.sync += [a3_valid.eq(a2_valid), a3_bits.eq(a2_bits), a3_base.eq(a2_base), a3_units.eq(a2_units)]
             # exclusive prefix sums as a parallel-prefix tree (log2(chunks) adder levels, not a ripple)
@@ -209,8 +216,10 @@ class UnaryDecoder(wiring.Component):
             m.d.sync += a3_offset[0].eq(0)
             for k in range(chunks):
                 m.d.sync += a3_offset[k + 1].eq(inclusive[k])
+            m.d.sync += last_group.eq(inclusive[chunks - 1] <= E)
         with m.Elif(writer_issue):
             m.d.sync += [a3_offset[k].eq(a3_offset[k] - E) for k in range(chunks + 1)]
+            m.d.sync += last_group.eq(a3_offset[chunks] <= 2 * E)
 
         # ================= writer: E ones per clock ==================================
         # W1a: which chunk holds each of the window's next E ones (compares of registers with
@@ -233,7 +242,6 @@ class UnaryDecoder(wiring.Component):
             "window_end": P,
         })
         ring_room = Signal()  # registered: the ring has room for the group in W1d and the next
-        last_group = a3_offset[chunks] <= E  # the ones left in the window fit one group
         m.d.comb += [writer_issue.eq(a3_valid & ring_room), writer_take.eq(writer_issue & last_group)]
         issue_count = Mux(last_group, a3_offset[chunks], E)
 
@@ -344,8 +352,14 @@ class UnaryDecoder(wiring.Component):
         def bank_place(b, index):
             """Where bank ``b`` holds a window of entries starting at ring index ``index``: its
             slot in the window, ``(b - index) mod E``, and its row (that of entry index + slot)."""
-            slot = (Const(b, bank_bits + 1) - index[:bank_bits])[:bank_bits] if E > 1 else Const(0, 1)
-            return slot, ((index + slot) >> bank_bits)[:(ROWS - 1).bit_length()]
+            row_bits = (ROWS - 1).bit_length()
+            if E == 1:
+                return Const(0, 1), index[:row_bits]
+            slot = (Const(b, bank_bits + 1) - index[:bank_bits])[:bank_bits]
+            # index + slot is b, or b + E when b is below index's bank: the row of index, or
+            # the next (an increment and a compare with a constant, not an adder of slot)
+            row = index[bank_bits:bank_bits + row_bits]
+            return slot, Mux(index[:bank_bits] > b, (row + 1)[:row_bits], row)
 
         # write W1d's group into the banks
         head_group = w1d
@@ -366,11 +380,6 @@ class UnaryDecoder(wiring.Component):
                                         if E > 1 else group_entries[0].position)
             with m.If(head_group.window_done):
                 m.d.sync += frontier.eq(head_group.window_end)
-
-        def read_entry(index):
-            """The entry at ring index ``index`` (an expression)."""
-            row = (index >> bank_bits)[:(ROWS - 1).bit_length()]
-            return data.View(entry_layout, Array(bank[b][row] for b in range(E))[index[:bank_bits] if E > 1 else 0])
 
         def read_banks(index):
             """Entries ``index .. index + E - 1`` as each bank holds them: (slot, entry) per bank."""
@@ -394,10 +403,15 @@ class UnaryDecoder(wiring.Component):
         beat_valid = Signal()
         rest_mask = Signal(E, reset_less=True)
         beat_done = Signal()  # the head beat is decoded (fast or serial)
-        m.d.comb += beat_queue.o.ready.eq(~beat_valid | beat_done)
+        # a skid buffer between the queue and the head beat: the queue's counters then pop on a
+        # register (the skid's ready), not on pop_fast (that was an 8.5-level path)
+        m.submodules.beat_skid = beat_skid = SkidBuffer(unary_beat_layout(lanes))
+        wiring.connect(m, beat_queue.o, beat_skid.i)
+        next_beat = beat_skid.o
+        m.d.comb += next_beat.ready.eq(~beat_valid | beat_done)
         with m.If(~beat_valid | beat_done):
-            m.d.sync += [beat_valid.eq(beat_queue.o.valid), beat.eq(beat_queue.o.payload),
-                         rest_mask.eq(((1 << beat_queue.o.payload.kept) - 1) & ~1)]
+            m.d.sync += [beat_valid.eq(next_beat.valid), beat.eq(next_beat.payload),
+                         rest_mask.eq(((1 << next_beat.payload.kept) - 1) & ~1)]
         k = beat.kept
 
         read_index = Signal(entry_index_bits)
@@ -405,8 +419,19 @@ class UnaryDecoder(wiring.Component):
         available = Signal(entry_index_bits + 2)
         written_last = Signal(range(E + 1))  # entries written in the clock before
         m.d.sync += written_last.eq(Mux(ring_write, head_group.count, 0))
-        head0 = Signal(entry_layout)  # entry read_index, refreshed every clock
+        # The packer's view of the ring is read from the register read_index, into registers,
+        # every clock: the flags of the 2E entries from there, and of the E + 1 first their
+        # unit step and whether `low < L`. In the next clock read_index has moved by `moved`
+        # (0, k or resync_count) and the head's are those from `moved` on (a multiplexer whose
+        # select is a register). So the pop loop has no adder and no ring read in it
+        # (read_index + k -> the banks -> the flags was the unary decoder's longest path).
+        moved = Signal(range(E + 1))  # how far read_index moved in the clock before
+        window_flags = Signal(2 * E, reset_less=True)
+        window_first = [Signal(3, name=f"window_first{j}", reset_less=True) for j in range(E + 1)]
         head_flags = Signal(E)  # flags of entries read_index .. read_index + E - 1
+        m.d.comb += head_flags.eq(Array(window_flags[j:j + E] for j in range(E + 1))[moved])
+        head_first = data.View(data.StructLayout({"unit_step": range(4), "low_ok": 1}), Array(window_first)[moved])
+        head_position = Signal(P, reset_less=True)  # of the entry at read_index a clock before
         # fresh: how the first code's rank is found. 0: its gap; 1: the stream restarts at the
         # start of unit (last code's unit + expect_step), rank = bits from that start;
         # 2: ``override`` (after the serial path)
@@ -426,9 +451,9 @@ class UnaryDecoder(wiring.Component):
         first_ok = Signal()
         with m.Switch(fresh):
             with m.Case(0):
-                m.d.comb += first_ok.eq(~head0.flag)
+                m.d.comb += first_ok.eq(~head_flags[0])
             with m.Case(1):
-                m.d.comb += first_ok.eq((head0.unit_step == expect_step) & (head0.low < L))
+                m.d.comb += first_ok.eq((head_first.unit_step == expect_step) & head_first.low_ok)
             with m.Default():
                 m.d.comb += first_ok.eq(override_valid & (override < L))
         rest_ok = (head_flags & rest_mask) == 0
@@ -437,7 +462,7 @@ class UnaryDecoder(wiring.Component):
         # 0 fast; 1, 2: the gap after a command; 3..5: the serial path; 6, 7: resync
         state = Signal(4)
         (FAST, GAP1, GAP2, SLOW_SETUP, SLOW_READ, SLOW_SHIFT, SLOW_DECODE, SLOW_STEP, RESYNC, RESYNC_COUNT,
-         RESYNC_POP, SETTLE) = range(12)
+         RESYNC_POP, SETTLE, SETTLE2) = range(13)
 
         pop_fast = Signal()
         m.d.comb += pop_fast.eq((state == FAST) & beat_valid & advance & enough
@@ -448,23 +473,36 @@ class UnaryDecoder(wiring.Component):
         o2_zero = Signal()
         output_busy = Signal()  # O1 or O2 holds a beat (last_pos is the last code's when not)
         m.d.comb += output_busy.eq(o1_valid | o1_zero | o2_valid | o2_zero)
-        go_slow = Signal()
-        m.d.comb += go_slow.eq((state == FAST) & beat_valid & (k != 0) & ~output_busy & (
+        # the serial path is decided a clock late, from a register: the decision is deep
+        # (10 LUT levels into `state`), and a beat that needs the serial path waits there
+        # anyway. Sound because the head beat, `state` and the output stages cannot change
+        # in between (no pop in a clock that wants the serial path), and the serial path
+        # decodes any beat; a fast pop in the later clock (more entries came) wins.
+        want_slow = Signal()
+        m.d.sync += want_slow.eq((state == FAST) & beat_valid & (k != 0) & ~output_busy & (
             (enough & ~(first_ok & rest_ok)) | (~enough & (
                 ((head_flags & rest_mask & Mux(available >= E, (1 << E) - 1, (Const(1, E + 1) << available) - 1)) != 0)
                 | ((available != 0) & ~first_ok) | escape_evidence))))
+        go_slow = Signal()
+        m.d.comb += go_slow.eq(want_slow & (state == FAST))  # a pop's `state` is set last: it wins
 
         # O1: the popped beat's entries (ranks and positions, registered); O2: ranks to exponents
-        o1_index = Signal(entry_index_bits)
+        # O1 holds the banks' entries at read_index as read in the pop's clock (unrotated),
+        # and the rotation: the ring read and the rotation were one path into O2
+        o1_rows = [Signal(entry_layout.size, name=f"o1_row{b}", reset_less=True) for b in range(E)]
+        o1_rotation = Signal(max(1, bank_bits), reset_less=True)
         o1_k = Signal(range(lanes + 1))
         o1_fresh = Signal(2)
         o1_override = Signal(range(32))
         slow_out_valid = Signal()
         slow_slots = Signal(8 * lanes)
         with m.If(advance):
-            m.d.sync += [o1_valid.eq(pop_fast & (k != 0)), o1_zero.eq(pop_fast & (k == 0)), o1_index.eq(read_index),
+            m.d.sync += [o1_valid.eq(pop_fast & (k != 0)), o1_zero.eq(pop_fast & (k == 0)),
+                         o1_rotation.eq(read_index[:bank_bits] if E > 1 else 0),
                          o1_k.eq(k), o1_fresh.eq(fresh), o1_override.eq(override)]
-        window = read_window(o1_index)
+            m.d.sync += [row.eq(entry.as_value()) for row, (_, entry) in zip(o1_rows, read_banks(read_index))]
+        o1_entries = [data.View(entry_layout, row) for row in o1_rows]
+        window = _rotate(o1_entries, o1_rotation) if E > 1 else o1_entries
         lanes_pow = max(2, lanes)
         lane_bits = (lanes_pow - 1).bit_length()
         rank_bits = max(1, (L - 1).bit_length())
@@ -493,16 +531,26 @@ class UnaryDecoder(wiring.Component):
             m.d.sync += [last_pos.eq(Array(o2_positions)[(o2_k - 1)[:lane_bits]]),
                          last_unit_low.eq(Array(o2_unit_lows)[(o2_k - 1)[:lane_bits]])]
 
-        # head0 and head_flags follow read_index (both candidates read, then chosen)
+        # the window at read_index, read into registers (see `moved`)
         next_index = Signal(entry_index_bits)
         resync_pop = Signal()
         resync_count = Signal(range(E + 1))  # entries behind the pointer, counted in RESYNC
         m.d.comb += next_index.eq(Mux(pop_fast, read_index + k, Mux(resync_pop, read_index + resync_count, read_index)))
-        candidates = [(read_index + k)[:entry_index_bits], (read_index + resync_count)[:entry_index_bits], read_index]
-        heads = [read_entry(index) for index in candidates]
-        flags = [Cat(*(w.flag for w in read_window(index))) for index in candidates]
-        m.d.sync += [head0.eq(Mux(pop_fast, heads[0], Mux(resync_pop, heads[1], heads[2]))),
-                     head_flags.eq(Mux(pop_fast, flags[0], Mux(resync_pop, flags[1], flags[2])))]
+        # (each bank's flag and first-code check taken before the rotation: narrower)
+        def window_bits(index, bits_of):
+            banks = [bits_of(entry) for _, entry in read_banks(index)]
+            return _rotate(banks, index[:bank_bits]) if E > 1 else banks
+
+        far_index = (read_index + E)[:entry_index_bits]
+        near_flags, far_flags = (window_bits(index, lambda entry: entry.flag) for index in (read_index, far_index))
+        near_first, far_first = (window_bits(index, lambda entry: Cat(entry.unit_step, entry.low < L))
+                                 for index in (read_index, far_index))
+        m.d.sync += [
+            moved.eq(Mux(pop_fast, k, Mux(resync_pop, resync_count, 0))),
+            window_flags.eq(Cat(*near_flags, *far_flags)),
+            head_position.eq(read_window(read_index)[0].position),
+        ]
+        m.d.sync += [window_first[j].eq(bits) for j, bits in enumerate(near_first + far_first[:1])]
         m.d.sync += read_index.eq(next_index)
         m.d.sync += popped_entries.eq(popped_entries + Mux(pop_fast, k, 0) + Mux(resync_pop, resync_count, 0))
         m.d.sync += freed_entries.eq(freed_entries + Mux(o1_valid & advance, o1_k, 0) + Mux(resync_pop, resync_count, 0))
@@ -513,8 +561,6 @@ class UnaryDecoder(wiring.Component):
         # what the popped beat leaves for the next: fresh, expect_step
         with m.If(pop_fast):
             m.d.comb += beat_done.eq(1)
-            with m.If(beat.command_end):
-                m.d.sync += state.eq(GAP1)
             with m.If(beat.superblock_end):
                 m.d.sync += [fresh.eq(1),
                              expect_step.eq(Mux((k == 0) & (fresh == 1), expect_step, 1))]
@@ -602,8 +648,8 @@ class UnaryDecoder(wiring.Component):
                 write_at(m, [slow_slots.word_select(s, 8) for s in range(lanes)], done_codes, slow_exponent)
         # RESYNC: drop the entries before the pointer (ones inside escape payloads), in two
         # registered steps: each bank's entry of the window at read_index and whether its slot
-        # is available; then how many of those lie before the pointer. SETTLE: one clock for
-        # head0 and the override (the next code's rank from the pointer)
+        # is available; then how many of those lie before the pointer. SETTLE, SETTLE2: two
+        # clocks for head_position and the override (the next code's rank from the pointer)
         frontier_ahead = Signal(P)
         m.d.comb += frontier_ahead.eq(frontier - pointer)
         resync_pos = [Signal(P, name=f"resync_pos{b}", reset_less=True) for b in range(E)]
@@ -626,12 +672,21 @@ class UnaryDecoder(wiring.Component):
             m.d.comb += resync_pop.eq(1)
             m.d.sync += state.eq(Mux(resync_count == 0, SETTLE, RESYNC))
         with m.If(state == SETTLE):
+            m.d.sync += state.eq(SETTLE2)
+        with m.If(state == SETTLE2):
             m.d.sync += state.eq(FAST)
+        # a fast pop's next state, last: pop_fast (the packer's deepest decision) is then the
+        # last multiplexer before `state`, not the first of its chain
+        with m.If(pop_fast):
+            m.d.sync += state.eq(Mux(beat.command_end, GAP1, FAST))
+        # the override follows head_position, read a clock after read_index moved (so two
+        # SETTLE clocks); an entry that `available` counts was in the ring at that read
         distance = Signal(P)
-        m.d.comb += distance.eq(head0.position - pointer)
+        m.d.comb += distance.eq(head_position - pointer)
         m.d.sync += [override.eq(Mux(distance >= 31, 31, distance)), override_valid.eq(available != 0)]
         # the consumer's unit: units before it are free
         slow_states = ((state == SLOW_READ) | (state == SLOW_SHIFT) | (state == SLOW_DECODE) | (state == SLOW_STEP)
-                       | (state == RESYNC) | (state == RESYNC_COUNT) | (state == RESYNC_POP) | (state == SETTLE))
+                       | (state == RESYNC) | (state == RESYNC_COUNT) | (state == RESYNC_POP) | (state == SETTLE)
+                       | (state == SETTLE2))
         m.d.sync += consumer_unit.eq(Mux(slow_states, pointer_unit, unit_of(last_pos)))
         return m
