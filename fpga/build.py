@@ -26,6 +26,7 @@ from pathlib import Path
 
 from golden.format.params import DEFAULT_PRUNE_RATIO, FormatParams, add_format_arguments, keep_count
 from hw.encoder import ENCODER_EXPONENT_CODINGS
+from hw.pipe import KEEP_REPLICAS
 
 from .boards import BOARDS, platform_for
 from .selftest import SelfTestConfig
@@ -146,6 +147,7 @@ def build(board: str, *, lanes: int | None = None, word_bits: int | None = None,
           file=sys.stderr, flush=True)
     started = time.monotonic()
     platform.build(top, name=NAME, build_dir=str(build_dir), do_program=False,
+                   script_after_read=KEEP_REPLICAS,
                    nextpnr_opts=f"--report {NAME}.report.json --timing-allow-fail --router {router}"
                                 + (f" --seed {seed}" if seed is not None else ""))
     seconds = time.monotonic() - started

@@ -62,6 +62,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from golden.format.params import FormatParams, add_format_arguments, format_params_from_arguments
+from hw.pipe import KEEP_REPLICAS
 
 __all__ = [
     "ARC_WEIGHTS",
@@ -116,6 +117,7 @@ IGNORED_CELLS = ("$scopeinfo",)
 #: The Yosys script; ``{il}`` is the RTLIL file, ``{json}`` the netlist written.
 YOSYS_SCRIPT = (
     "read_rtlil {il}\n"
+    f"{KEEP_REPLICAS}\n"
     "synth_ecp5 -top top\n"
     "delete t:$scopeinfo\n"
     "write_json {json}\n"
@@ -155,13 +157,14 @@ MEASURED: dict[tuple[str, str, int, int, int], dict] = {
 }
 
 #: Upper bounds on the levels that tests/fpga/test_depth.py enforces, same keys as
-#: :data:`MEASURED`: the pipelined RTL's figures (decoder raw 5.25, decoder unary 10.25,
-#: encoder raw 6.25 levels; 24 + 77 + 26 s of synth_ecp5 here beside other jobs) with
+#: :data:`MEASURED`: the pipelined RTL's figures (decoder raw 5.25, decoder unary 8 since
+#: its packer reads registers only (10.25 before), encoder raw 6.25 levels; 24 + 77 + 26 s
+#: of synth_ecp5 here beside other jobs) with
 #: about one level of headroom, so a change that adds a level of logic to the worst stage
 #: fails CI. The 16-lane configurations cost 100-400 s each and are in ``make depth`` only.
 BOUNDS: dict[tuple[str, str, int, int, int], float] = {
     ("decoder", "raw", 8, 64, 64): 6,
-    ("decoder", "unary", 8, 64, 64): 11.25,
+    ("decoder", "unary", 8, 64, 64): 9,
     ("encoder", "raw", 8, 64, 64): 7,
 }
 

@@ -136,12 +136,16 @@ def stream_fifo_depth(params: FormatParams, word_bits: int) -> int:
     return 1 << (words - 1).bit_length()
 
 
-def prefix_tree(values: list) -> list:
+def prefix_tree(values: list, *, first_span: int = 1, end_span: int | None = None) -> list:
     """Inclusive prefix sums of ``values`` by a Sklansky tree: ``ceil(log2(n))`` levels of
-    adders (each output is the sum of at most that many partial sums in sequence)."""
+    adders (each output is the sum of at most that many partial sums in sequence).
+
+    ``first_span`` and ``end_span`` (powers of two) run only the levels whose span lies in
+    ``[first_span, end_span)``, so the tree can be cut by registers: the levels below
+    ``s`` and then, on their outputs, the levels from ``s`` give the whole tree."""
     sums = list(values)
-    n, span = len(sums), 1
-    while span < n:
+    n, span = len(sums), first_span
+    while span < n and (end_span is None or span < end_span):
         sums = [sums[i] + sums[(i // span) * span - 1] if (i // span) % 2 else sums[i] for i in range(n)]
         span *= 2
     return sums

@@ -448,6 +448,10 @@ class Encoder(wiring.Component):
         pending_valid = Signal()
         sb_count = Signal(range(max(2, S)))  # group index within the superblock
         in_beat = Signal(range(max(2, n)))
+        # in_beat == n - 1 and in_beat != 0 as registers kept beside it (the accept decision
+        # reads registers only: a compare of in_beat led an 8-lane ULX3S build's encoder path)
+        at_last_beat = Signal(init=int(n == 1))
+        mid_group = Signal()
 
         # with two beats a group or more, an accepted beat reaches the value FIFO and the
         # top-k a clock later, from registers loaded in every clock: `take` then enables
@@ -462,8 +466,18 @@ class Encoder(wiring.Component):
 
         in_ok = Signal()
         if staged:
-            fifo_room = vfifo.level <= vfifo.depth - 2
-            topk_room = (in_beat != 0) | topk.start_ready
+            # "the FIFO holds at most depth - 2 beats" as a register, from a count of our own
+            # (the FIFO's level is an adder and a compare, ahead of every accept)
+            fifo_count = Signal(range(vfifo.depth + 1))
+            fifo_room = Signal(init=1)
+            wrote = vfifo.w_en
+            read = vfifo.r_en & vfifo.r_rdy
+            m.d.sync += [
+                fifo_count.eq(fifo_count + wrote - read),
+                fifo_room.eq(Mux(wrote, Mux(read, fifo_count <= vfifo.depth - 2, fifo_count <= vfifo.depth - 3),
+                                 Mux(read, fifo_count <= vfifo.depth - 1, fifo_count <= vfifo.depth - 2))),
+            ]
+            topk_room = mid_group | topk.start_ready
         else:
             fifo_room, topk_room = vfifo.w_rdy, topk.in_ready
         m.d.comb += [
@@ -477,7 +491,7 @@ class Encoder(wiring.Component):
         sb_end_in = Signal()
         m.d.comb += [
             take.eq(self.values.valid & in_ok),
-            last_beat_in.eq(in_beat == n - 1),
+            last_beat_in.eq(at_last_beat),
             group_done.eq(take & last_beat_in),
             sb_end_in.eq((sb_count == S - 1) | last_group),
         ]
@@ -501,14 +515,14 @@ class Encoder(wiring.Component):
                      self.status.keep_above_group.eq(self.keep > G)]
         with m.If(take):
             with m.If(last_beat_in):
-                m.d.sync += [in_beat.eq(0), remaining.eq(remaining - 1),
+                m.d.sync += [in_beat.eq(0), at_last_beat.eq(n == 1), mid_group.eq(0), remaining.eq(remaining - 1),
                              running.eq(~last_group), last_group.eq(remaining == 2)]
                 with m.If(sb_end_in):
                     m.d.sync += sb_count.eq(0)
                 with m.Else():
                     m.d.sync += sb_count.eq(sb_count + 1)
             with m.Else():
-                m.d.sync += in_beat.eq(in_beat + 1)
+                m.d.sync += [in_beat.eq(in_beat + 1), at_last_beat.eq(in_beat == n - 2), mid_group.eq(1)]
         with m.If(pending_valid & (~running | (group_done & last_group))):
             m.d.sync += [remaining.eq(pending), pending_valid.eq(0), sb_count.eq(0),
                          running.eq(pending != 0), last_group.eq(pending == 1)]

@@ -35,7 +35,7 @@ from amaranth.lib.wiring import In, Out
 from golden.format.params import STREAM_ALIGN_BITS
 
 from .common import WORD_BITS_CHOICES, parameter_checks
-from .pipe import Queue, SkidBuffer, write_at
+from .pipe import Queue, SkidBuffer, replicas
 
 __all__ = ["FieldReader", "field_descriptor_layout"]
 
@@ -128,7 +128,11 @@ class FieldReader(wiring.Component):
         # ``have[k - 1]`` is "at least k words" (k = 1..slots), so comparing with a
         # need is a bit select and a change by a few words is a shift
         have = Signal(slots, name="have_words")
-        room = ~have[slots - 1]
+        # a word is written into the ring a clock after it is taken (below), and counted in
+        # ``have`` then: the ring has room for one more while it holds at most slots - 1
+        # words, counting the one on its way
+        take_pending = Signal()
+        room = Mux(take_pending, ~have[slots - 2], ~have[slots - 1])
         word_valid = Signal()
         word = Signal(slot_bits)
         take_word = Signal()
@@ -152,8 +156,19 @@ class FieldReader(wiring.Component):
                 word_skid.o.ready.eq(room),
                 take_word.eq(word_valid & room),
             ]
+        # the taken word and each slot's write enable in registers, the enable replicated per
+        # 64 bits of the slot: the enable's logic (the skid's valid, the ring's room, the slot)
+        # and its fan-out to every bit of the slot were a 16-lane ULX3S build's longest path
+        pending_word = Signal(slot_bits, reset_less=True)
+        m.d.sync += [pending_word.eq(word), take_pending.eq(take_word)]
+        parts = slot_bits // STREAM_ALIGN_BITS
+        for n, slot in enumerate(ring_slots):
+            enables = replicas(m, take_word & (write_slot == n), parts, name=f"slot{n}_write")
+            for part, enable in enumerate(enables):
+                bits = slice(part * STREAM_ALIGN_BITS, (part + 1) * STREAM_ALIGN_BITS)
+                with m.If(enable):
+                    m.d.sync += slot[bits].eq(pending_word[bits])
         with m.If(take_word):
-            write_at(m, ring_slots, write_slot, word)
             m.d.sync += write_slot.eq(write_slot + 1)
 
         # ---- descriptors: queue, then the head with its arithmetic done ------------
@@ -230,7 +245,7 @@ class FieldReader(wiring.Component):
                 enough_after = Signal(name=f"enough_p{popped}_t{taken}")
                 m.d.comb += enough_after.eq(table[need_after][moved])
                 candidates[popped, taken] = (have_after, enough_after)
-        with m.Switch(Cat(take_word, pop)):
+        with m.Switch(Cat(take_pending, pop)):
             for (popped, taken), (have_after, enough_after) in candidates.items():
                 with m.Case(taken | popped << 1):
                     m.d.sync += [have.eq(have_after), enough.eq(enough_after)]

@@ -115,7 +115,14 @@ class UnaryDecoder(wiring.Component):
         self.emit = max(lanes, CHUNK)  # entries written per clock, and banks of the entry ring
         self.units_per_word = max(UNIT, word_bits) // UNIT
         window_units = window_bits // UNIT
-        self.unit_slots = 1 << (2 * window_units + 2 * self.units_per_word + 4).bit_length()
+        # the analysis cuts its prefix sums by a register stage (A2b) where they are deep
+        self.split_prefix = window_bits // CHUNK > 8
+        # the ring holds the units from the oldest one the consumer needs to the last word
+        # written: two windows, two words and the units behind the analysis stages, the
+        # writer and the packer (with A2b, 16 slots were too few at 8 lanes and 128-bit
+        # words: 0.93 beats per clock with 8-bit codes)
+        self.unit_slots = 1 << (2 * window_units + 2 * self.units_per_word + (12 if self.split_prefix else 4)
+                                ).bit_length()
         self.position_bits = (self.unit_slots * UNIT).bit_length() + 2
         super().__init__({
             "words": In(stream.Signature(word_bits)),
@@ -156,11 +163,22 @@ class UnaryDecoder(wiring.Component):
         oldest = Mux(consumer_ahead[-1], consumer_unit, fetched)  # the earlier of the two (modular)
         in_use = Signal(unit_bits)
         m.d.comb += in_use.eq(written - oldest)
-        word_room = in_use <= slots - upw
+        # with the larger ring of 16 lanes, a register: "in_use after this clock leaves room
+        # for a word" (oldest only moves on, so in_use grows by at most the word written now;
+        # the subtractions and compare were an 8-lane ULX3S build's path into the ring's
+        # write enables). The register sees units freed a clock late: at 8 lanes that cost
+        # 7% of the rate with the 16-slot ring, so the room stays combinational there.
+        word_room = Signal()
+        writing = Signal()
+        if self.split_prefix:
+            m.d.sync += word_room.eq(Mux(writing, in_use <= slots - 2 * upw, in_use <= slots - upw))
+        else:
+            m.d.comb += word_room.eq(in_use <= slots - upw)
         if self.word_bits == 32:
             low_half = Signal(32)
             have_low = Signal()
-            m.d.comb += word_skid.o.ready.eq(~have_low | word_room)
+            m.d.comb += [word_skid.o.ready.eq(~have_low | word_room),
+                         writing.eq(word_skid.o.valid & have_low & word_room)]
             with m.If(word_skid.o.valid & word_skid.o.ready):
                 m.d.sync += have_low.eq(~have_low)
                 with m.If(~have_low):
@@ -169,7 +187,7 @@ class UnaryDecoder(wiring.Component):
                     write_at(m, ring_slots, written[:(slots - 1).bit_length()], Cat(low_half, word_skid.o.payload))
                     m.d.sync += written.eq(written + 1)
         else:
-            m.d.comb += word_skid.o.ready.eq(word_room)
+            m.d.comb += [word_skid.o.ready.eq(word_room), writing.eq(word_skid.o.valid & word_room)]
             with m.If(word_skid.o.valid & word_room):
                 for i in range(upw):  # words land on a multiple of upw: slot i of each group of upw
                     group_slots = ring_slots[i::upw]
@@ -178,23 +196,44 @@ class UnaryDecoder(wiring.Component):
                 m.d.sync += written.eq(written + upw)
 
         # ================= analysis: A1 (window), A2 (chunk counts), A3 (prefix counts) =====
-        a1_valid, a2_valid, a3_valid = Signal(), Signal(), Signal()
-        a1_bits, a2_bits, a3_bits = (Signal(U, name=f"a{n}_bits", reset_less=True) for n in (1, 2, 3))
-        a1_base, a2_base, a3_base = (Signal(unit_bits, name=f"a{n}_base", reset_less=True) for n in (1, 2, 3))
-        a1_units, a2_units, a3_units = (Signal(range(window_units + 1), name=f"a{n}_units", reset_less=True)
-                                        for n in (1, 2, 3))
+        a1_valid, a2_valid, a2b_valid, a3_valid = Signal(), Signal(), Signal(), Signal()
+        a1_bits, a2_bits, a2b_bits, a3_bits = (Signal(U, name=f"a{n}_bits", reset_less=True)
+                                               for n in ("1", "2", "2b", "3"))
+        a1_base, a2_base, a2b_base, a3_base = (Signal(unit_bits, name=f"a{n}_base", reset_less=True)
+                                               for n in ("1", "2", "2b", "3"))
+        a1_units, a2_units, a2b_units, a3_units = (Signal(range(window_units + 1), name=f"a{n}_units",
+                                                          reset_less=True) for n in ("1", "2", "2b", "3"))
         a2_counts = [Signal(range(CHUNK + 1), name=f"a2_count{k}", reset_less=True) for k in range(chunks)]
-        # a3_offset[k]: ones before chunk k minus the ones the writer has taken from the window
-        # (group * E): signed, registers, so the writer's chunk search compares registers
-        a3_offset = [Signal(range(-U - E, U + 1), name=f"a3_offset{k}", reset_less=True) for k in range(chunks + 1)]
+        # A2b: the prefix sums' first two levels (the whole tree in one stage was the longest
+        # path at 16 lanes, 11.5 LUT levels with the compares after it)
+        split_span = 4
+        a2b_partial = [Signal(range(U + 1), name=f"a2b_partial{k}", reset_less=True) for k in range(chunks)]
+        # a3_offset[k] (ones before chunk k minus the ones the writer has taken from the window,
+        # group * E) kept as its remainder modulo E, fixed for the window, and its quotient as a
+        # thermometer: a3_at_least[k][h] is "a3_offset[k] >= h * E". Taking a group of E ones
+        # shifts the thermometer, and the writer's chunk search and its last-group test are
+        # a few gates of registers (compares of a signed a3_offset with constants were 12 LUT
+        # levels at 16 lanes)
+        quotients = U // E + 3
+        a3_low = [Signal(range(E), name=f"a3_low{k}", reset_less=True) for k in range(chunks + 1)]
+        a3_at_least = [Signal(quotients, name=f"a3_at_least{k}", reset_less=True) for k in range(chunks + 1)]
+
+        def offset_at_most(k, value):
+            """a3_offset[k] <= value, for a constant 0 <= value <= E."""
+            if value == E:
+                return ~a3_at_least[k][1] | (~a3_at_least[k][2] & (a3_low[k] == 0))
+            return ~a3_at_least[k][0] | (~a3_at_least[k][1] & (a3_low[k] <= value))
         writer_issue = Signal()  # the writer takes the next E ones of the A3 window
         writer_take = Signal()  # the writer takes the A3 window
         a3_free = ~a3_valid | writer_take
-        a2_free = ~a2_valid | a3_free
+        # (A2b is a register stage only where the tree is deep: more than 8 chunks, 16 lanes;
+        # below, its names stand for A2's and the whole tree runs in A3)
+        a2b_free = (~a2b_valid | a3_free) if self.split_prefix else a3_free
+        a2_free = ~a2_valid | a2b_free
         a1_free = ~a1_valid | a2_free
         have = Signal(unit_bits)
         m.d.comb += have.eq(written - fetched)
-        fetch = a1_free & (have != 0)
+        fetch = a1_free & (written != fetched)  # (have != 0 without the subtraction: it led the chain)
         count_units = Mux(have >= window_units, window_units, have)
         with m.If(a1_free):
             m.d.sync += a1_valid.eq(fetch)
@@ -206,20 +245,28 @@ class UnaryDecoder(wiring.Component):
         with m.If(a2_free):
             m.d.sync += [a2_valid.eq(a1_valid), a2_bits.eq(a1_bits), a2_base.eq(a1_base), a2_units.eq(a1_units)]
             m.d.sync += [a2_counts[k].eq(popcount(a1_bits[k * CHUNK:(k + 1) * CHUNK])) for k in range(chunks)]
-        # last_group: the ones left in the window fit one group, as a register (a compare of
-        # a3_offset before the stages' free chain was the unary decoder's longest path)
-        last_group = Signal()
+        # last_group: the ones left in the window fit one group
+        last_group = offset_at_most(chunks, E)
+        first_levels = prefix_tree(a2_counts, end_span=split_span)
+        if self.split_prefix:
+            with m.If(a2b_free):
+                m.d.sync += [a2b_valid.eq(a2_valid), a2b_bits.eq(a2_bits), a2b_base.eq(a2_base),
+                             a2b_units.eq(a2_units)]
+                m.d.sync += [partial.eq(value) for partial, value in zip(a2b_partial, first_levels)]
+        else:
+            m.d.comb += [a2b_valid.eq(a2_valid), a2b_bits.eq(a2_bits), a2b_base.eq(a2_base),
+                         a2b_units.eq(a2_units)]
+            m.d.comb += [partial.eq(value) for partial, value in zip(a2b_partial, first_levels)]
         with m.If(a3_free):
-            m.d.sync += [a3_valid.eq(a2_valid), a3_bits.eq(a2_bits), a3_base.eq(a2_base), a3_units.eq(a2_units)]
+            m.d.sync += [a3_valid.eq(a2b_valid), a3_bits.eq(a2b_bits), a3_base.eq(a2b_base), a3_units.eq(a2b_units)]
             # exclusive prefix sums as a parallel-prefix tree (log2(chunks) adder levels, not a ripple)
-            inclusive = prefix_tree(a2_counts)
-            m.d.sync += a3_offset[0].eq(0)
-            for k in range(chunks):
-                m.d.sync += a3_offset[k + 1].eq(inclusive[k])
-            m.d.sync += last_group.eq(inclusive[chunks - 1] <= E)
+            inclusive = [Const(0, 1)] + prefix_tree(a2b_partial, first_span=split_span)
+            for k in range(chunks + 1):
+                quotient = inclusive[k] >> bank_bits
+                m.d.sync += [a3_low[k].eq(inclusive[k][:bank_bits]),
+                             a3_at_least[k].eq(Cat(*(quotient >= h for h in range(quotients))))]
         with m.Elif(writer_issue):
-            m.d.sync += [a3_offset[k].eq(a3_offset[k] - E) for k in range(chunks + 1)]
-            m.d.sync += last_group.eq(a3_offset[chunks] <= 2 * E)
+            m.d.sync += [a3_at_least[k].eq(a3_at_least[k][1:]) for k in range(chunks + 1)]
 
         # ================= writer: E ones per clock ==================================
         # W1a: which chunk holds each of the window's next E ones (compares of registers with
@@ -243,7 +290,7 @@ class UnaryDecoder(wiring.Component):
         })
         ring_room = Signal()  # registered: the ring has room for the group in W1d and the next
         m.d.comb += [writer_issue.eq(a3_valid & ring_room), writer_take.eq(writer_issue & last_group)]
-        issue_count = Mux(last_group, a3_offset[chunks], E)
+        issue_count = Mux(last_group & ~a3_at_least[chunks][1], a3_low[chunks], E)
 
         def one_hot_select(select, values):
             """The value whose ``select`` bit is set (an AND-OR; zero when none is)."""
@@ -268,8 +315,9 @@ class UnaryDecoder(wiring.Component):
             w1a_base.eq(a3_base),
         ]
         for s in range(E):  # chunk k holds one number group * E + s
-            writer.append(w1a_select[s].eq(Cat(*((a3_offset[k] <= s) & (a3_offset[k + 1] > s) for k in range(chunks)))))
-        writer += [w1a_offset_low[k].eq(a3_offset[k][:3]) for k in range(chunks)]
+            writer.append(w1a_select[s].eq(Cat(*(offset_at_most(k, s) & ~offset_at_most(k + 1, s)
+                                                 for k in range(chunks)))))
+        writer += [w1a_offset_low[k].eq(a3_low[k][:3]) for k in range(chunks)]
 
         w1b_valid, w1b_window_done = Signal(), Signal()
         w1b_count = Signal(range(E + 1), reset_less=True)
@@ -346,8 +394,8 @@ class UnaryDecoder(wiring.Component):
         used_entries = Signal(entry_index_bits + 2)
         m.d.comb += used_entries.eq(written_entries - freed_entries)
         # room for the group in W1d (written into the ring this clock) and the next one
-        m.d.sync += [visible_entries.eq(written_entries),
-                     ring_room.eq(used_entries <= entries - 2 * E)]
+        m.d.sync += visible_entries.eq(written_entries)
+        m.d.sync += ring_room.eq(used_entries <= entries - 2 * E)
 
         def bank_place(b, index):
             """Where bank ``b`` holds a window of entries starting at ring index ``index``: its
@@ -366,13 +414,23 @@ class UnaryDecoder(wiring.Component):
         ring_write = w1d_valid & ring_room
         group_entries = [head_group.entries[s] for s in range(E)]
         rotated = _rotate(group_entries, write_index[:bank_bits], right=True) if E > 1 else group_entries
-        valid_slot = _rotate([Const(s, range(E + 1)) < head_group.count for s in range(E)], write_index[:bank_bits],
-                             right=True) if E > 1 else [head_group.count != 0]
+        # which (bank, row) each entry of the group in W1d goes to, computed as W1d loads
+        # (from the write index after this clock's write), so the ring's write enables are
+        # registers (the rotation and row compares before them were an 8-level path)
+        bank_writes = [Signal(ROWS, name=f"w1d_bank_write{b}", reset_less=True) for b in range(E)]
+        index_after = Signal(entry_index_bits)
+        m.d.comb += index_after.eq(write_index + Mux(w1d_valid, head_group.count, 0))  # used when ring_room
+        valid_next = _rotate([Const(s, range(E + 1)) < w1c_count for s in range(E)], index_after[:bank_bits],
+                             right=True)
+        with m.If(ring_room):
+            for b in range(E):
+                _, row = bank_place(b, index_after)
+                m.d.sync += bank_writes[b].eq(Cat(*(valid_next[b] & (row == r) for r in range(ROWS))))
         with m.If(ring_write):
             for b in range(E):
-                _, row = bank_place(b, write_index)
-                with m.If(valid_slot[b]):
-                    write_at(m, bank_rows[b], row, rotated[b].as_value())
+                for r in range(ROWS):
+                    with m.If(bank_writes[b][r]):
+                        m.d.sync += bank_rows[b][r].eq(rotated[b].as_value())
             m.d.sync += [write_index.eq(write_index + head_group.count),
                          written_entries.eq(written_entries + head_group.count)]
             with m.If(head_group.count != 0):
@@ -381,17 +439,25 @@ class UnaryDecoder(wiring.Component):
             with m.If(head_group.window_done):
                 m.d.sync += frontier.eq(head_group.window_end)
 
-        def read_banks(index):
-            """Entries ``index .. index + E - 1`` as each bank holds them: (slot, entry) per bank."""
-            places = [bank_place(b, index) for b in range(E)]
-            return [(slot, data.View(entry_layout, bank[b][row])) for b, (slot, row) in enumerate(places)]
-
-        def read_window(index):
-            """Entries ``index .. index + E - 1``, slot 0 first."""
-            rows = [entry for _, entry in read_banks(index)]
-            return _rotate(rows, index[:bank_bits]) if E > 1 else rows
-
         # ================= packer ========================================================
+        # each bank's row for the window at read_index (and for the E entries after it), in
+        # registers that move with read_index: the reads at read_index are a row multiplexer
+        # whose select is a register
+        row_bits = (ROWS - 1).bit_length()
+        near_rows = [Signal(row_bits, name=f"near_row{b}") for b in range(E)]
+        far_rows = [Signal(row_bits, init=1 % ROWS, name=f"far_row{b}") for b in range(E)]
+
+        def banks_at_read_index(rows):
+            """Entries ``read_index .. + E - 1`` (``near_rows``) or the E after (``far_rows``) as
+            each bank holds them: (slot, entry) per bank."""
+            slots_ = [(Const(b, bank_bits + 1) - read_index[:bank_bits])[:bank_bits] if E > 1 else Const(0, 1)
+                      for b in range(E)]
+            return [(slot, data.View(entry_layout, bank[b][row])) for b, (slot, row) in enumerate(zip(slots_, rows))]
+
+        def window_at_read_index(rows):
+            entries = [entry for _, entry in banks_at_read_index(rows)]
+            return _rotate(entries, read_index[:bank_bits]) if E > 1 else entries
+
         m.submodules.beat_queue = beat_queue = Queue(unary_beat_layout(lanes), depth=8)
         wiring.connect(m, wiring.flipped(self.beats), beat_queue.i)
         m.d.comb += self.beats_spare.eq(beat_queue.spare)
@@ -462,7 +528,7 @@ class UnaryDecoder(wiring.Component):
         # 0 fast; 1, 2: the gap after a command; 3..5: the serial path; 6, 7: resync
         state = Signal(4)
         (FAST, GAP1, GAP2, SLOW_SETUP, SLOW_READ, SLOW_SHIFT, SLOW_DECODE, SLOW_STEP, RESYNC, RESYNC_COUNT,
-         RESYNC_POP, SETTLE, SETTLE2) = range(13)
+         RESYNC_POP, SETTLE, SETTLE2, SLOW_SETUP2) = range(14)
 
         pop_fast = Signal()
         m.d.comb += pop_fast.eq((state == FAST) & beat_valid & advance & enough
@@ -500,7 +566,7 @@ class UnaryDecoder(wiring.Component):
             m.d.sync += [o1_valid.eq(pop_fast & (k != 0)), o1_zero.eq(pop_fast & (k == 0)),
                          o1_rotation.eq(read_index[:bank_bits] if E > 1 else 0),
                          o1_k.eq(k), o1_fresh.eq(fresh), o1_override.eq(override)]
-            m.d.sync += [row.eq(entry.as_value()) for row, (_, entry) in zip(o1_rows, read_banks(read_index))]
+            m.d.sync += [row.eq(entry.as_value()) for row, (_, entry) in zip(o1_rows, banks_at_read_index(near_rows))]
         o1_entries = [data.View(entry_layout, row) for row in o1_rows]
         window = _rotate(o1_entries, o1_rotation) if E > 1 else o1_entries
         lanes_pow = max(2, lanes)
@@ -537,19 +603,27 @@ class UnaryDecoder(wiring.Component):
         resync_count = Signal(range(E + 1))  # entries behind the pointer, counted in RESYNC
         m.d.comb += next_index.eq(Mux(pop_fast, read_index + k, Mux(resync_pop, read_index + resync_count, read_index)))
         # (each bank's flag and first-code check taken before the rotation: narrower)
-        def window_bits(index, bits_of):
-            banks = [bits_of(entry) for _, entry in read_banks(index)]
-            return _rotate(banks, index[:bank_bits]) if E > 1 else banks
+        def window_bits(rows, bits_of):
+            banks = [bits_of(entry) for _, entry in banks_at_read_index(rows)]
+            return _rotate(banks, read_index[:bank_bits]) if E > 1 else banks
 
-        far_index = (read_index + E)[:entry_index_bits]
-        near_flags, far_flags = (window_bits(index, lambda entry: entry.flag) for index in (read_index, far_index))
-        near_first, far_first = (window_bits(index, lambda entry: Cat(entry.unit_step, entry.low < L))
-                                 for index in (read_index, far_index))
+        near_flags, far_flags = (window_bits(rows, lambda entry: entry.flag) for rows in (near_rows, far_rows))
+        near_first, far_first = (window_bits(rows, lambda entry: Cat(entry.unit_step, entry.low < L))
+                                 for rows in (near_rows, far_rows))
         m.d.sync += [
             moved.eq(Mux(pop_fast, k, Mux(resync_pop, resync_count, 0))),
             window_flags.eq(Cat(*near_flags, *far_flags)),
-            head_position.eq(read_window(read_index)[0].position),
+            head_position.eq(window_at_read_index(near_rows)[0].position),
         ]
+        # the rows for each candidate next read_index, then the choice
+        row_candidates = []
+        for index in ((read_index + k)[:entry_index_bits], (read_index + resync_count)[:entry_index_bits], read_index):
+            near = [bank_place(b, index)[1] for b in range(E)]
+            row_candidates.append((near, [(row + 1)[:row_bits] for row in near]))
+        for rows, choice in ((near_rows, 0), (far_rows, 1)):
+            m.d.sync += [rows[b].eq(Mux(pop_fast, row_candidates[0][choice][b],
+                                        Mux(resync_pop, row_candidates[1][choice][b], row_candidates[2][choice][b])))
+                         for b in range(E)]
         m.d.sync += [window_first[j].eq(bits) for j, bits in enumerate(near_first + far_first[:1])]
         m.d.sync += read_index.eq(next_index)
         m.d.sync += popped_entries.eq(popped_entries + Mux(pop_fast, k, 0) + Mux(resync_pop, resync_count, 0))
@@ -586,23 +660,37 @@ class UnaryDecoder(wiring.Component):
             m.d.sync += [
                 pointer.eq(Mux(fresh == 1, (unit_of(last_pos) + expect_step) << 6,
                                Mux(fresh == 2, pointer, last_pos + 1))),
-                done_codes.eq(0), slow_slots.eq(0), state.eq(SLOW_READ),
+                done_codes.eq(0), slow_slots.eq(0), state.eq(SLOW_SETUP2),
             ]
         pointer_unit = unit_of(pointer)
 
         unit_here = ring[pointer_unit[:(slots - 1).bit_length()]]
         unit_next = ring[(pointer_unit + 1)[:(slots - 1).bit_length()]]
-        units_ahead = Signal(unit_bits)
-        m.d.comb += units_ahead.eq(written - pointer_unit)
+
+        # whether the ring holds the unit SLOW_READ reads (and the one after it), as registers
+        # set by the state before it from a pointer that is already a register (the pointer's
+        # subtraction from `written` before `state` was an 8-lane ULX3S build's longest path):
+        # SLOW_SETUP2 (after SETUP moved the pointer), SLOW_STEP (for the code_end it moves the
+        # pointer to, or for the pointer it keeps), and SLOW_READ itself while it waits
+        def units_from(unit):
+            ahead = Signal(unit_bits)
+            m.d.comb += ahead.eq(written - unit)
+            return (ahead != 0) & ~ahead[-1], (ahead >= 2) & ~ahead[-1]
+
+        read_unit_here, read_unit_next = Signal(), Signal()
+        from_pointer = units_from(pointer_unit)
         # SLOW_READ: the pointer's unit and the next, from the ring into registers; SLOW_SHIFT:
         # the L + 8 bits from the pointer (the ring's multiplexer and the shifter were one path,
         # the longest of an 8-lane unary ULX3S build)
         slow_units = Signal(2 * UNIT, reset_less=True)
+        with m.If(state == SLOW_SETUP2):
+            m.d.sync += [read_unit_here.eq(from_pointer[0]), read_unit_next.eq(from_pointer[1]), state.eq(SLOW_READ)]
         with m.If(state == SLOW_READ):
-            with m.If((units_ahead != 0) & ~units_ahead[-1]):
+            m.d.sync += [read_unit_here.eq(from_pointer[0]), read_unit_next.eq(from_pointer[1])]
+            with m.If(read_unit_here):
                 m.d.sync += [
                     slow_units.eq(Cat(unit_here, unit_next)),
-                    slow_have_next.eq(units_ahead >= 2),
+                    slow_have_next.eq(read_unit_next),
                     state.eq(SLOW_SHIFT),
                 ]
         with m.If(state == SLOW_SHIFT):
@@ -629,9 +717,11 @@ class UnaryDecoder(wiring.Component):
                 state.eq(SLOW_STEP),
             ]
         word_align = max(UNIT, self.word_bits).bit_length() - 1
+        from_code_end = units_from(unit_of(code_end))
         with m.If(state == SLOW_STEP):
             with m.If(~slow_have_next & past_unit):
                 m.d.sync += state.eq(SLOW_READ)  # the code runs into a unit not yet here
+                m.d.sync += [read_unit_here.eq(from_pointer[0]), read_unit_next.eq(from_pointer[1])]
             with m.Elif(last_code):
                 with m.If(advance & ~output_busy):
                     m.d.comb += [slow_out_valid.eq(1), beat_done.eq(1)]
@@ -643,7 +733,8 @@ class UnaryDecoder(wiring.Component):
                     with m.Else():
                         m.d.sync += pointer.eq(code_end)
             with m.Else():
-                m.d.sync += [pointer.eq(code_end), done_codes.eq(done_codes + 1), state.eq(SLOW_READ)]
+                m.d.sync += [pointer.eq(code_end), done_codes.eq(done_codes + 1), state.eq(SLOW_READ),
+                             read_unit_here.eq(from_code_end[0]), read_unit_next.eq(from_code_end[1])]
             with m.If(slow_have_next | ~past_unit):
                 write_at(m, [slow_slots.word_select(s, 8) for s in range(lanes)], done_codes, slow_exponent)
         # RESYNC: drop the entries before the pointer (ones inside escape payloads), in two
@@ -656,7 +747,7 @@ class UnaryDecoder(wiring.Component):
         resync_slot_ok = Signal(E, reset_less=True)
         with m.If(state == RESYNC):
             with m.If(available != 0):
-                for b, (slot, entry) in enumerate(read_banks(read_index)):  # unrotated: only counted
+                for b, (slot, entry) in enumerate(banks_at_read_index(near_rows)):  # unrotated: only counted
                     m.d.sync += [resync_pos[b].eq(entry.position), resync_slot_ok[b].eq(slot < available)]
                 m.d.sync += state.eq(RESYNC_COUNT)
             with m.Elif(~frontier_ahead[-1]):
@@ -685,8 +776,8 @@ class UnaryDecoder(wiring.Component):
         m.d.comb += distance.eq(head_position - pointer)
         m.d.sync += [override.eq(Mux(distance >= 31, 31, distance)), override_valid.eq(available != 0)]
         # the consumer's unit: units before it are free
-        slow_states = ((state == SLOW_READ) | (state == SLOW_SHIFT) | (state == SLOW_DECODE) | (state == SLOW_STEP)
-                       | (state == RESYNC) | (state == RESYNC_COUNT) | (state == RESYNC_POP) | (state == SETTLE)
+        slow_states = ((state == SLOW_SETUP2) | (state == SLOW_READ) | (state == SLOW_SHIFT) | (state == SLOW_DECODE)
+                       | (state == SLOW_STEP) | (state == RESYNC) | (state == RESYNC_COUNT) | (state == RESYNC_POP) | (state == SETTLE)
                        | (state == SETTLE2))
         m.d.sync += consumer_unit.eq(Mux(slow_states, pointer_unit, unit_of(last_pos)))
         return m
