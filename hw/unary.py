@@ -222,6 +222,8 @@ class UnaryDecoder(wiring.Component):
             """a3_offset[k] <= value, for a constant 0 <= value <= E."""
             if value == E:
                 return ~a3_at_least[k][1] | (~a3_at_least[k][2] & (a3_low[k] == 0))
+            if value == E - 1:  # every remainder is at most E - 1
+                return ~a3_at_least[k][1]
             return ~a3_at_least[k][0] | (~a3_at_least[k][1] & (a3_low[k] <= value))
         writer_issue = Signal()  # the writer takes the next E ones of the A3 window
         writer_take = Signal()  # the writer takes the A3 window
@@ -263,8 +265,10 @@ class UnaryDecoder(wiring.Component):
             inclusive = [Const(0, 1)] + prefix_tree(a2b_partial, first_span=split_span)
             for k in range(chunks + 1):
                 quotient = inclusive[k] >> bank_bits
+                top = U >> bank_bits  # the largest quotient
                 m.d.sync += [a3_low[k].eq(inclusive[k][:bank_bits]),
-                             a3_at_least[k].eq(Cat(*(quotient >= h for h in range(quotients))))]
+                             a3_at_least[k].eq(Cat(*(Const(1) if h == 0 else Const(0) if h > top else quotient >= h
+                                                     for h in range(quotients))))]
         with m.Elif(writer_issue):
             m.d.sync += [a3_at_least[k].eq(a3_at_least[k][1:]) for k in range(chunks + 1)]
 
@@ -407,6 +411,8 @@ class UnaryDecoder(wiring.Component):
             # index + slot is b, or b + E when b is below index's bank: the row of index, or
             # the next (an increment and a compare with a constant, not an adder of slot)
             row = index[bank_bits:bank_bits + row_bits]
+            if b == E - 1:  # no bank is above the last (a constant compare, which lint rejects)
+                return slot, row
             return slot, Mux(index[:bank_bits] > b, (row + 1)[:row_bits], row)
 
         # write W1d's group into the banks
@@ -495,8 +501,11 @@ class UnaryDecoder(wiring.Component):
         window_flags = Signal(2 * E, reset_less=True)
         window_first = [Signal(3, name=f"window_first{j}", reset_less=True) for j in range(E + 1)]
         head_flags = Signal(E)  # flags of entries read_index .. read_index + E - 1
-        m.d.comb += head_flags.eq(Array(window_flags[j:j + E] for j in range(E + 1))[moved])
-        head_first = data.View(data.StructLayout({"unit_step": range(4), "low_ok": 1}), Array(window_first)[moved])
+        def by_moved(values):  # one entry per value of `moved`'s bits (above E: never used)
+            return Array(values + [values[-1]] * ((1 << len(moved)) - len(values)))[moved]
+
+        m.d.comb += head_flags.eq(by_moved([window_flags[j:j + E] for j in range(E + 1)]))
+        head_first = data.View(data.StructLayout({"unit_step": range(4), "low_ok": 1}), by_moved(window_first))
         head_position = Signal(P, reset_less=True)  # of the entry at read_index a clock before
         # fresh: how the first code's rank is found. 0: its gap; 1: the stream restarts at the
         # start of unit (last code's unit + expect_step), rank = bits from that start;

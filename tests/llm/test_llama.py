@@ -58,7 +58,19 @@ def test_parity_smollm2():
     with torch.no_grad():
         ref = hf(torch.tensor([prompt])).logits[0].float()
     assert float((logits - ref).abs().max()) < 0.1 * float(ref.abs().max())
-    assert float((logits.argmax(-1) == ref.argmax(-1)).float().mean()) >= 0.9
+    # the argmax where it is not a near-tie: where the FP32 forward's top two logits are at
+    # least 0.25 apart, both BF16 forwards pick FP32's token; everywhere, each BF16 argmax
+    # is one of FP32's top two. (A share of equal argmaxes over all positions depended on
+    # the CPU: two positions with FP32 margins of 0.14 and 0.15, under BF16's logit error
+    # of about 1, flipped on one machine.)
+    exact = Llama(config).forward(prompt, dense_weights(checkpoint), DenseKVCache(config, 64, dtype=torch.float32),
+                                  start=0)
+    top = exact.topk(2, dim=-1)
+    clear = (top.values[:, 0] - top.values[:, 1]) >= 0.25
+    assert int(clear.sum()) >= len(prompt) // 2, top.values
+    for bf16 in (logits, ref):
+        assert torch.equal(bf16.argmax(-1)[clear], top.indices[clear, 0])
+        assert bool(((bf16.argmax(-1)[:, None] == top.indices).any(-1)).all())
 
 
 def test_parity_tiny_safetensors_folder(tmp_path):
