@@ -14,12 +14,12 @@ from amaranth.lib.wiring import In, Out
 
 from .common import parameter_checks
 
-__all__ = ["SkidBuffer", "Queue", "write_at", "flag_fifo", "replicas", "replica_signals", "REPLICA_MARK", "KEEP_REPLICAS"]
+__all__ = ["SkidBuffer", "Queue", "write_at", "flag_fifo", "replicas", "REPLICA_MARK", "KEEP_REPLICAS"]
 
 #: Signals whose name holds this are copies of one register, each driving a part of a wide
 #: load (an enable across many data bits). Synthesis merges equal flip-flops unless they
 #: carry ``keep``, so the FPGA flows set it on the flip-flops driving these names
-#: (``fpga/build.py``: ``setattr -set keep 1 w:*__replica* %ci1 t:$dff %i``).
+#: (:data:`KEEP_REPLICAS`).
 REPLICA_MARK = "__replica"
 
 #: The Yosys command that keeps the replicas apart: run after reading the design (its
@@ -27,16 +27,11 @@ REPLICA_MARK = "__replica"
 KEEP_REPLICAS = f"setattr -set keep 1 w:*{REPLICA_MARK}* %ci1 t:$dff %i"
 
 
-def replica_signals(copies: int, *, name: str, width: int = 1) -> list:
-    """The signals for :func:`replicas`, to be assigned by the caller (each the same value)."""
-    return [Signal(width, name=f"{name}{REPLICA_MARK}{n}", attrs={"keep": 1}) for n in range(copies)]
-
-
 def replicas(m, value, copies: int, *, name: str, domain: str = "sync") -> list:
     """``copies`` registers, each loaded with ``value`` in every clock (so each is the same
     register, one clock behind ``value``), for a wide load to be split among them: each
     copy's fan-out is a share of the load's, and placement can put each beside its share."""
-    registers = replica_signals(copies, name=name, width=len(value))
+    registers = [Signal(len(value), name=f"{name}{REPLICA_MARK}{n}", attrs={"keep": 1}) for n in range(copies)]
     m.d[domain] += [register.eq(value) for register in registers]
     return registers
 
