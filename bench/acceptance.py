@@ -39,12 +39,13 @@ from golden.format.codec import bf16_bits, bf16_from_bits, decode, encode, paylo
 from golden.format.params import SPECULATION_STREAMS, FormatParams, keep_count, mantissa_bits_kept
 from golden.format.select import magnitude_topk_mask, wanda_topk_mask
 from golden.llm.datasets import CALIBRATION_TEXTS
+from golden.llm.drafting import DraftPolicy
 from golden.llm.llama import DenseKVCache, Llama, dense_weights, load_checkpoint
-from golden.llm.speculative import generate_plain
+from golden.llm.speculative import GenerationResult, Sampler, generate_plain, propose_tree
 from golden.pipeline.encoded_model import TiedView, calibrate, encoded_weight_names, kv_codebooks
 
 __all__ = [
-    "Sequence", "Draft", "AcceptanceHarness", "simulate_rounds",
+    "Sequence", "Draft", "AcceptanceHarness", "simulate_rounds", "PolicyRounds",
     "cassandra_draft", "layer_skip_draft", "rtn4_draft", "plain_draft",
 ]
 
@@ -118,6 +119,85 @@ class _TeacherCache:
     def read(self, layer, end, mode="full"):
         k, v = self.kv[layer]
         return k[:, :end], v[:, :end]
+
+
+class _RoundCache:
+    """The KV the draft reads in a simulated round, as in a real run: the target's
+    entries (in the draft's form) for the committed tokens, and the draft's own
+    entries (BF16, in the draft's form) for the round's nodes, which it writes."""
+
+    def __init__(self, prefix, extra: int, kv_read, dtype):
+        self.prefix, self.kv_read, self.dtype = prefix, kv_read, dtype
+        self.keys, self.values = [], []
+        for k, v in prefix:
+            H, n, D = k.shape
+            self.keys.append(torch.cat([k, torch.zeros(H, extra, D, dtype=k.dtype)], 1))
+            self.values.append(torch.cat([v, torch.zeros(H, extra, D, dtype=v.dtype)], 1))
+        self.length = 0
+        self.dirty = None
+
+    def write(self, layer, start, k, v, mode="full"):
+        k, v = k.to(torch.bfloat16), v.to(torch.bfloat16)  # the cache stores BF16
+        if self.kv_read is not None:
+            k, v = self.kv_read(layer, k, v)
+        end = start + k.shape[1]
+        self.keys[layer][:, start:end] = k.to(self.dtype)
+        self.values[layer][:, start:end] = v.to(self.dtype)
+        lo, hi = self.dirty or (start, end)
+        self.dirty = (min(lo, start), max(hi, end))
+
+    def read(self, layer, end, mode="full"):
+        return self.keys[layer][:, :end], self.values[layer][:, :end]
+
+    def truncate(self, length):
+        self.length = min(self.length, length)
+
+    def restore(self):
+        """Undo the draft's writes: the committed tokens' entries are the target's."""
+        if self.dirty is None:
+            return
+        lo, hi = self.dirty
+        n = self.prefix[0][0].shape[1]
+        for layer, (k, v) in enumerate(self.prefix):
+            self.keys[layer][:, lo:hi] = 0
+            self.values[layer][:, lo:hi] = 0
+            if lo < n:
+                self.keys[layer][:, lo:min(hi, n)] = k[:, lo:min(hi, n)]
+                self.values[layer][:, lo:min(hi, n)] = v[:, lo:min(hi, n)]
+        self.dirty = None
+
+
+@dataclass
+class PolicyRounds:
+    """Greedy speculative rounds of one drafting policy over target continuations."""
+
+    policy: DraftPolicy
+    tokens: int = 0  # new tokens after each prompt's first (which the prefill makes)
+    rounds: int = 0
+    proposed: int = 0  # tree nodes verified
+    accepted: int = 0
+    committed: int = 0
+    draft_rows: list[int] = field(default_factory=list)  # rows per draft forward
+    verify_rows: list[int] = field(default_factory=list)  # rows per verification forward (nodes + root)
+    round_accepted: list[list[int]] = field(default_factory=list)  # per sequence, accepted per round
+
+    @property
+    def alpha(self) -> float:
+        return self.accepted / self.proposed if self.proposed else 0.0
+
+    @property
+    def tau(self) -> float:
+        return self.committed / self.rounds if self.rounds else 0.0
+
+    @property
+    def draft_forwards_per_round(self) -> float:
+        return len(self.draft_rows) / self.rounds if self.rounds else 0.0
+
+    def as_dict(self) -> dict:
+        return {"policy": self.policy.describe(), "tokens": self.tokens, "rounds": self.rounds,
+                "proposed": self.proposed, "accepted": self.accepted, "committed": self.committed,
+                "alpha": self.alpha, "tau": self.tau, "draft_forwards": len(self.draft_rows),
+                "draft_rows": sum(self.draft_rows), "verify_rows": sum(self.verify_rows)}
 
 
 class AcceptanceHarness:
@@ -205,6 +285,53 @@ class AcceptanceHarness:
         flat = torch.cat(agree) if agree else torch.zeros(0, dtype=torch.bool)
         return {"agreement": float(flat.float().mean()) if flat.numel() else 0.0, "positions": flat.numel(),
                 "gamma": rounds}
+
+    def run_policy(self, draft: Draft, sequences: list[Sequence], policy: DraftPolicy) -> PolicyRounds:
+        """The rounds a real greedy run with ``policy`` makes over each target
+        continuation, drafted for real: every round runs
+        :func:`golden.llm.speculative.propose_tree` (the pipeline's own tree growth,
+        adaptive stop and lookup) with the draft reading the target's entries for
+        the committed tokens and its own for the round (both in the draft's form),
+        and verifies against the target's continuation (greedy verification
+        follows the target's argmax, which is the continuation). Only the target
+        forwards are skipped; ``tests/bench/test_acceptance.py`` checks the rounds
+        against real runs token for token."""
+        out = PolicyRounds(policy)
+        greedy = Sampler()
+        extra = policy.max_nodes() + 2
+        for seq in sequences:
+            kv = seq.kv if draft.kv_read is None else [draft.kv_read(layer, k, v) for layer, (k, v) in
+                                                       enumerate(seq.kv)]
+            cache = _RoundCache([(k.to(self.compute_dtype), v.to(self.compute_dtype)) for k, v in kv], extra, None
+                                if draft.kv_read is None else draft.kv_read, self.compute_dtype)
+            L = len(seq.tokens)
+            pos = seq.start  # the root: the first new token, made by the prefill
+            accepted_here = []
+            record = GenerationResult(tokens=[])
+            with torch.inference_mode():
+                while pos < L - 1:
+                    cache.restore()
+                    depth = min(policy.depth, L - 1 - pos)
+                    tree = propose_tree(self.model, draft.weights, cache, seq.tokens[pos], seq.tokens[:pos + 1],
+                                        policy, greedy, pos=pos, depth=depth, result=record,
+                                        draft_bytes=lambda context, rows: rows)
+                    node = accepted = 0
+                    while pos + accepted + 1 < L:
+                        child = tree.child(node, seq.tokens[pos + accepted + 1])
+                        if child is None:
+                            break
+                        node, accepted = child, accepted + 1
+                    out.rounds += 1
+                    out.proposed += tree.proposed
+                    out.accepted += accepted
+                    out.committed += accepted + 1
+                    out.verify_rows.append(len(tree))
+                    accepted_here.append(accepted)
+                    pos += accepted + 1
+            out.draft_rows += record.draft_step_bytes
+            out.tokens += L - 1 - seq.start
+            out.round_accepted.append(accepted_here)
+        return out
 
     # -- helpers for drafts -------------------------------------------------
     def mask(self, name: str, prune: float, selector: str, group_size: int) -> torch.Tensor:

@@ -74,3 +74,87 @@ def humaneval_prompts(start: int = 0, stop: int | None = None, *, label: str = "
     if stop is not None and stop <= start:
         raise ValueError(f"HumanEval prompts {start}..{stop - 1}: the range is empty")
     return [(r["task_id"], r["prompt"]) for r in rows[start:stop]]
+
+
+#: The second workload: natural-language requests written for this project (chat
+#: questions, explanations, summaries and rewrites of a given text), kept apart from the
+#: calibration texts. Prompts 0..7 are the benchmarks' dev part, 8.. the held-out part.
+#: They are sent through the model's chat template.
+CHAT_PROMPTS = [
+    "Why is the sky blue? Answer in two or three sentences.",
+    "Summarize this paragraph in one sentence: The town council voted on Monday to turn the old railway station "
+    "into a public library. The building has stood empty for twelve years. Work will start in spring and the "
+    "library should open the following autumn, with a reading room, a café and a workshop for children.",
+    "What are three good habits for getting better sleep?",
+    "Explain what a compiler does to someone who has never programmed.",
+    "Rewrite this sentence so that it is polite: Send me the report now, you are late again.",
+    "What is the difference between weather and climate?",
+    "Give me a short packing list for a two-day hiking trip.",
+    "Summarize: Honeybees communicate the location of food with a waggle dance. The angle of the dance shows the "
+    "direction relative to the sun, and the length of the waggle shows the distance. Other bees watch the dance "
+    "and then fly straight to the flowers.",
+    "How does a refrigerator keep food cold?",
+    "What is photosynthesis? Keep the answer short.",
+    "Write a friendly email inviting my colleagues to a team lunch on Friday.",
+    "Summarize this in two sentences: The museum's new exhibition shows tools used by farmers over the last three "
+    "hundred years. Visitors can try an old hand plough, grind grain with a stone quern and compare the yield of a "
+    "field worked by hand with one worked by a tractor. The exhibition runs until the end of the year.",
+    "Why do we have seasons on Earth?",
+    "Explain the rules of chess in a few sentences.",
+    "What should I do if my laptop battery drains too quickly?",
+    "Describe the water cycle for a ten-year-old.",
+    "Translate into simple English: The aforementioned individual was apprehended subsequent to the commission of "
+    "the offence.",
+    "What are the main causes of inflation?",
+    "Give three tips for writing a clear email.",
+    "Summarize: Volcanoes form where magma from deep inside the Earth reaches the surface. Many lie along the edges "
+    "of tectonic plates, where one plate slides under another or two plates pull apart. Eruptions can build new "
+    "islands, like Hawaii, but they can also destroy towns nearby.",
+    "How do vaccines help the body fight disease?",
+    "What is the difference between a virus and a bacterium?",
+    "Write a short story about a cat who wants to learn to fly, in five sentences.",
+    "Why is exercise good for mental health?",
+    "Explain what a budget is and why a family might make one.",
+    "Rewrite this paragraph in the past tense: I walk to the station every morning. I buy a coffee and read the "
+    "news while I wait for the train. The train is often late, so I always bring a book.",
+    "What are the planets of the solar system, in order from the Sun?",
+    "How does a bicycle stay upright when it moves?",
+    "Summarize: The library will change its opening hours from next month. On weekdays it will open at nine and "
+    "close at seven; on Saturdays it will open at ten and close at four. It will stay closed on Sundays and on "
+    "public holidays.",
+    "What is the greenhouse effect?",
+    "Give me a simple recipe for vegetable soup.",
+    "Explain why the Moon has phases.",
+    "What does a good manager do?",
+    "Write a thank-you note to a neighbour who watered my plants while I was away.",
+    "How do airplanes stay in the air?",
+    "Summarize in one sentence: Regular backups protect your files from hardware failure, theft and mistakes. Keep "
+    "at least one copy in a different place from the original, and check from time to time that you can restore "
+    "the files from it.",
+    "What is the difference between a democracy and a monarchy?",
+    "Why do leaves change colour in autumn?",
+    "Give three reasons to learn a second language.",
+    "Explain what an algorithm is, with an everyday example.",
+    "How can I make my home use less energy?",
+    "Summarize: Coral reefs cover less than one percent of the ocean floor but shelter about a quarter of all "
+    "marine species. Warmer water makes corals expel the algae that feed them, which turns them white; if the heat "
+    "lasts, the corals die.",
+    "What is the role of the heart in the human body?",
+    "Write a short poem about the sea.",
+    "Why is it important to drink enough water?",
+    "Explain how interest on a savings account works.",
+    "Rewrite this in formal English: Hey, the meeting got moved to Thursday, can you make it?",
+    "What happens when you boil water at the top of a high mountain?",
+]
+
+
+def chat_prompts(start: int = 0, stop: int | None = None, *, label: str = "start") -> list[tuple[str, str]]:
+    """The built-in natural-language prompts ``start..stop-1`` as (id, request text);
+    the caller applies the model's chat template. ``ValueError`` for an empty or
+    out-of-range selection (``label`` names ``start`` in the message)."""
+    if isinstance(start, bool) or not isinstance(start, int) or not 0 <= start < len(CHAT_PROMPTS):
+        raise ValueError(f"{label} {start!r} is out of range: the chat set has {len(CHAT_PROMPTS)} prompts "
+                         f"(0..{len(CHAT_PROMPTS) - 1})")
+    if stop is not None and stop <= start:
+        raise ValueError(f"chat prompts {start}..{stop - 1}: the range is empty")
+    return [(f"chat/{i}", CHAT_PROMPTS[i]) for i in range(start, min(stop or len(CHAT_PROMPTS), len(CHAT_PROMPTS)))]

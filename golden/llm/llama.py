@@ -227,6 +227,16 @@ class DenseKVCache:
     def truncate(self, length: int) -> None:
         self.length = min(self.length, length)
 
+    def keep_slots(self, start: int, slots) -> None:
+        """Keep the entries of cache ``slots`` (each ``>= start``, ascending) at
+        ``start, start + 1, ..`` and forget everything after (a token tree's
+        accepted path)."""
+        index = torch.as_tensor(list(slots), dtype=torch.long)
+        for layer in range(len(self.keys)):
+            self.keys[layer][:, start:start + len(index)] = self.keys[layer][:, index].clone()
+            self.values[layer][:, start:start + len(index)] = self.values[layer][:, index].clone()
+        self.truncate(start + len(index))
+
 
 # ---------------------------------------------------------------------------
 # The model
@@ -271,18 +281,29 @@ class Llama:
         xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.config.rms_norm_eps)
         return weight * xf.to(x.dtype)
 
-    def forward(self, tokens, weights, cache, *, start: int, mode: str = "full", hooks=None) -> torch.Tensor:
-        """Run ``tokens`` (1-D) at positions ``start ..``; return logits ``[T, vocab]`` (float32).
+    def forward(self, tokens, weights, cache, *, start: int, mode: str = "full", hooks=None,
+                positions=None, attention_mask=None) -> torch.Tensor:
+        """Run ``tokens`` (1-D) in cache slots ``start ..``; return logits ``[T, vocab]`` (float32).
 
         ``weights`` maps Hugging Face names to tensors in ``compute_dtype`` on
         ``device``; ``cache`` has ``write(layer, start, k, v)`` and
         ``read(layer, end, mode)``. ``hooks``, if given, is called as
         ``hooks(name, x)`` with the input of every linear layer (calibration).
+
+        By default the rows sit at positions ``start ..`` with a causal mask. A token
+        tree passes ``positions`` (one per row, for the rotary embedding) and
+        ``attention_mask`` (bool ``[T, start + T]``: which cache slots each row
+        attends to, e.g. the committed context, its ancestors and itself).
         """
         c = self.config
         tokens = torch.as_tensor(tokens, dtype=torch.long, device=self.device).reshape(-1)
         T = tokens.numel()
-        positions = torch.arange(start, start + T)
+        if positions is None:
+            positions = torch.arange(start, start + T)
+        else:
+            positions = torch.as_tensor(positions, dtype=torch.long).reshape(-1).cpu()
+            if positions.numel() != T:
+                raise ValueError(f"{positions.numel()} positions for {T} tokens")
         cos, sin = self._rope(positions)
         table = getattr(weights, "embedding_rows", None)
         if table is None:
@@ -291,7 +312,12 @@ class Llama:
         end = start + T
         groups = c.num_attention_heads // c.num_key_value_heads
         causal = None
-        if T > 1:
+        if attention_mask is not None:
+            if tuple(attention_mask.shape) != (T, end) or attention_mask.dtype != torch.bool:
+                raise ValueError(f"attention_mask must be bool [{T}, {end}], got {attention_mask.dtype} "
+                                 f"{list(attention_mask.shape)}")
+            causal = attention_mask.to(self.device)
+        elif T > 1:
             q_pos = positions[:, None]
             k_pos = torch.arange(end)[None, :]
             causal = (k_pos <= q_pos).to(self.device)

@@ -1,19 +1,27 @@
 """Plain and speculative decoding, with the metrics a user asks for.
 
-Speculative decoding (draft length ``gamma``): the draft (the same model read
-through the speculation data) proposes ``gamma`` tokens one at a time; the
-target (read through speculation + verification data, i.e. the exact BF16
-model) scores the last committed token and all drafts in one forward and
-accepts a prefix:
+A speculative round: the draft (the same model read through the speculation
+data) proposes a tree of tokens below the last committed token (a chain of
+``gamma`` tokens by default; :mod:`golden.llm.drafting` has the trees, the
+adaptive stop and n-gram lookup); the target (speculation + verification data,
+i.e. the exact BF16 model) scores the last committed token and every proposed
+node in one forward (a tree attention mask: each node sees the context, its
+ancestors and itself) and accepts a path:
 
-* greedy: accept draft ``d_i`` while it equals the target's argmax; the first
-  mismatch is replaced by the target's argmax; if all are accepted the target's
-  next argmax is a bonus token;
-* sampling: accept ``d_i`` with probability ``min(1, p(d_i) / q(d_i))``; on
-  rejection sample from ``norm(max(p - q, 0))``; a bonus token from ``p`` when
-  all are accepted. The output distribution is the target's.
+* greedy: follow the target's argmax from the root while a child carries it;
+  the first argmax with no child is the round's correction (a bonus token when
+  the path ends at a leaf). The output equals plain greedy decoding;
+* sampling: at each node, try its candidate children in order (recursive
+  rejection sampling, SpecInfer's multi-draft rule): accept candidate ``x``
+  drawn from ``q`` with probability ``min(1, p(x) / q(x))``; on rejection the
+  target becomes ``norm(max(p - q, 0))`` for the next candidate (a deterministic
+  proposal such as lookup has ``q`` = a point mass on ``x``). When every
+  candidate is rejected, the correction is drawn from what is left of ``p``; a
+  leaf gets a bonus token from ``p``. The output distribution is the target's.
 
-After a rejection the KV cache is rolled back to the committed tokens.
+After the round the KV cache holds the committed tokens only: the accepted
+path's entries are kept (moved next to each other when the tree had branches),
+the rest discarded.
 """
 
 from __future__ import annotations
@@ -23,7 +31,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-__all__ = ["GenerationResult", "generate_plain", "generate_speculative", "Sampler", "VERIFY_MODES"]
+from .drafting import DraftPolicy, DraftTree, ngram_lookup, tree_attention_mask
+
+__all__ = ["GenerationResult", "generate_plain", "generate_speculative", "propose_tree", "Sampler", "VERIFY_MODES"]
 
 VERIFY_MODES = ("sequential", "parallel")
 
@@ -36,21 +46,26 @@ class GenerationResult:
     wall_seconds: float = 0.0
     target_forwards: int = 0  # verification forwards (prefill not counted)
     draft_forwards: int = 0
-    proposed: int = 0
+    proposed: int = 0  # draft tokens (tree nodes) verified
     accepted: int = 0
+    committed: int = 0  # tokens the rounds committed (accepted + corrections and bonus tokens)
     draft_step_bytes: list[int] = field(default_factory=list)
     verify_step_bytes: list[int] = field(default_factory=list)
     plain_step_bytes: list[int] = field(default_factory=list)  # what plain BF16 decoding reads per token
+    round_accepted: list[int] = field(default_factory=list)  # accepted draft tokens, per round
 
     @property
     def alpha(self) -> float:
-        """Acceptance rate: accepted / proposed draft tokens."""
+        """Acceptance rate: accepted / proposed draft tokens (tree nodes)."""
         return self.accepted / self.proposed if self.proposed else 0.0
 
     @property
     def tau(self) -> float:
         """Mean tokens committed per target (verification) forward."""
-        return (self.accepted + self.target_forwards) / self.target_forwards if self.target_forwards else 0.0
+        if not self.target_forwards:
+            return 0.0
+        committed = self.committed or self.accepted + self.target_forwards
+        return committed / self.target_forwards
 
     @staticmethod
     def _mean(values: list[int]) -> float:
@@ -79,9 +94,11 @@ class GenerationResult:
             out.draft_forwards += r.draft_forwards
             out.proposed += r.proposed
             out.accepted += r.accepted
+            out.committed += r.committed or r.accepted + r.target_forwards
             out.draft_step_bytes += r.draft_step_bytes
             out.verify_step_bytes += r.verify_step_bytes
             out.plain_step_bytes += r.plain_step_bytes
+            out.round_accepted += r.round_accepted
         return out
 
     @property
@@ -117,25 +134,6 @@ class Sampler:
         return float(torch.rand((), generator=self.generator, dtype=torch.float64))
 
 
-class _Verifier:
-    """Target logits for the verification rows, computed all at once
-    (``parallel``) or one row at a time on demand (``sequential``)."""
-
-    def __init__(self, model, weights, cache, tokens, start, mode):
-        self.model, self.weights, self.cache = model, weights, cache
-        self.tokens, self.start, self.mode = tokens, start, mode
-        self.rows = []
-        if mode == "parallel":
-            self.rows = list(model.forward(tokens, weights, cache, start=start, mode="full"))
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        while len(self.rows) <= i:
-            j = len(self.rows)
-            out = self.model.forward([self.tokens[j]], self.weights, self.cache, start=self.start + j, mode="full")
-            self.rows.append(out[-1])
-        return self.rows[i]
-
-
 def _finish(tokens: list[int], eos_ids, max_new_tokens: int) -> list[int]:
     out = tokens[:max_new_tokens]
     for i, t in enumerate(out):
@@ -169,6 +167,169 @@ def generate_plain(model, weights, cache, prompt_ids, max_new_tokens, *, sampler
     return result
 
 
+# ---------------------------------------------------------------------------
+# One round: the draft tree
+# ---------------------------------------------------------------------------
+def _forward_nodes(model, weights, cache, tree: DraftTree, rows, slots: dict, *, base: int, start: int, mode: str):
+    """Forward tree nodes ``rows`` into cache slots ``start ..``; ``base`` is the root's
+    slot and position. A chain (each row the next position, seeing everything
+    before it) runs as a plain causal forward."""
+    for r, node in enumerate(rows):
+        slots[node] = start + r
+    positions = [base + tree.depths[n] for n in rows]
+    end = start + len(rows)
+    plain = positions == list(range(start, end)) and all(
+        len(tree.ancestors_or_self(n) & set(slots)) == sum(1 for s in slots.values() if s <= slots[n]) for n in rows)
+    if plain:
+        return model.forward([tree.tokens[n] for n in rows], weights, cache, start=start, mode=mode)
+    mask = tree_attention_mask(tree, rows, slots, base, end, device=getattr(model, "device", "cpu"))
+    return model.forward([tree.tokens[n] for n in rows], weights, cache, start=start, mode=mode,
+                         positions=positions, attention_mask=mask)
+
+
+def _draft_tree(model, draft_weights, cache, tree: DraftTree, policy: DraftPolicy, sampler: Sampler, *, pos: int,
+                depth: int, result: GenerationResult, draft_bytes):
+    """Grow ``tree`` with the draft model: a chain, a static shape or a dynamic tree."""
+    slots: dict = {}
+    next_slot = pos
+    greedy_probs = policy.threshold > 0 or policy.kind == "dynamic"
+
+    def expand(rows, width):
+        nonlocal next_slot
+        logits = _forward_nodes(model, draft_weights, cache, tree, rows, slots, base=pos, start=next_slot,
+                                mode="draft")
+        next_slot += len(rows)
+        result.draft_forwards += 1
+        if draft_bytes is not None:
+            result.draft_step_bytes.append(draft_bytes(next_slot, len(rows)))
+        made = []
+        for node, lg in zip(rows, logits):
+            if sampler.sample:
+                q = sampler.probs(lg)
+                draws = [sampler.draw(q) for _ in range(width)]
+                tree.trials[node] += [(t, q) for t in draws]
+                candidates = list(dict.fromkeys(draws))
+            else:
+                q = torch.softmax(lg.to(torch.float64).cpu(), -1) if greedy_probs else None
+                candidates = ([int(torch.argmax(lg))] if width == 1 else
+                              [int(t) for t in torch.topk(lg, width).indices])
+                tree.trials[node] += [(t, None) for t in candidates]
+            for t in candidates:
+                own = float(q[t]) if q is not None else 1.0
+                prob = own if policy.tree is None else tree.probs[node] * own
+                made.append(tree.add(node, t, prob))
+        return made
+
+    def expandable(node):
+        return node == 0 or tree.probs[node] >= policy.threshold
+
+    if policy.kind == "dynamic":
+        budget = int(policy.tree.split(":")[1])
+        level = [0]
+        for _ in range(depth):
+            rows = sorted((n for n in level if expandable(n)), key=lambda n: -tree.probs[n])[:policy.width]
+            if not rows:
+                break
+            level = expand(rows, policy.width)
+        order = sorted(range(1, len(tree)), key=lambda n: (-tree.probs[n], tree.depths[n], n))
+        return tree.prune_to(order[:budget])
+    frontier = [0]
+    for width in policy.widths[:depth]:
+        rows = [n for n in frontier if expandable(n)]
+        if not rows:
+            break
+        frontier = expand(rows, width)
+    return tree
+
+
+def propose_tree(model, draft_weights, cache, last, context, policy, sampler, *, pos, depth, result, draft_bytes):
+    """One round's proposal: the draft tree below ``last`` (at cache slot and position
+    ``pos``; ``context`` = every committed token), grown by ``policy``; the draft's own
+    cache entries are dropped again. Counts draft forwards into ``result``."""
+    tree = DraftTree.root(last)
+    lookup = []
+    if policy.lookup != "off":
+        lookup = ngram_lookup(context, max_tokens=depth, min_match=policy.lookup_min, max_match=policy.lookup_max)
+    if policy.lookup in ("off", "branch") or (policy.lookup == "gated" and not lookup):
+        tree = _draft_tree(model, draft_weights, cache, tree, policy, sampler, pos=pos, depth=depth, result=result,
+                           draft_bytes=draft_bytes)
+        cache.truncate(pos)
+    if lookup and policy.lookup != "off":
+        tree.insert_chain(lookup)
+    return tree
+
+
+# ---------------------------------------------------------------------------
+# One round: verification
+# ---------------------------------------------------------------------------
+class _Verifier:
+    """Target logits per tree node: all nodes in one forward (``parallel``), or
+    one row at a time along the path being accepted (``sequential``: bitwise the
+    computation plain decoding does)."""
+
+    def __init__(self, model, weights, cache, tree: DraftTree, pos: int, mode: str):
+        self.model, self.weights, self.cache, self.tree, self.pos, self.mode = model, weights, cache, tree, pos, mode
+        self.rows = {}
+        self.visited = []
+        if mode == "parallel":
+            logits = _forward_nodes(model, weights, cache, tree, list(range(len(tree))), {}, base=pos, start=pos,
+                                    mode="full")
+            self.rows = dict(enumerate(logits))
+
+    def __getitem__(self, node: int) -> torch.Tensor:
+        self.visited.append(node)
+        if node not in self.rows:
+            depth = self.tree.depths[node]
+            out = self.model.forward([self.tree.tokens[node]], self.weights, self.cache, start=self.pos + depth,
+                                     mode="full")
+            self.rows[node] = out[-1]
+        return self.rows[node]
+
+    def keep_path(self) -> None:
+        """Leave the committed tokens' entries in the cache: the visited path."""
+        if self.mode == "parallel" and self.visited != list(range(len(self.visited))):
+            self.cache.keep_slots(self.pos, [self.pos + n for n in self.visited])
+        else:
+            self.cache.truncate(self.pos + len(self.visited))
+
+
+def _accept(tree: DraftTree, logits: _Verifier, sampler: Sampler):
+    """Walk the tree from the root; returns (accepted tokens, correction or None)."""
+    node, accepted = 0, []
+    while True:
+        row = logits[node]
+        if not sampler.sample:
+            token = int(torch.argmax(row))
+            child = tree.child(node, token)
+            if child is None:
+                return accepted, token
+            accepted.append(token)
+            node = child
+            continue
+        p = sampler.probs(row)
+        chosen = None
+        for token, q in tree.trials[node]:
+            ratio = float(p[token]) if q is None else float(p[token] / q[token])
+            if sampler.uniform() < min(1.0, ratio):
+                chosen = token
+                break
+            residual = p.clone()
+            if q is None:
+                residual[token] = 0.0
+            else:
+                residual = torch.clamp(p - q, min=0)
+            total = float(residual.sum())
+            if total > 0:
+                p = residual / total
+        if chosen is None:
+            return accepted, sampler.draw(p)
+        accepted.append(chosen)
+        child = tree.child(node, chosen)
+        if child is None:  # a candidate the tree did not verify: the round ends on it
+            return accepted, None
+        node = child
+
+
 def generate_speculative(
     model,
     draft_weights,
@@ -178,6 +339,7 @@ def generate_speculative(
     max_new_tokens,
     *,
     gamma: int = 5,
+    policy: DraftPolicy | None = None,
     sampler=None,
     eos_ids=(),
     draft_bytes=None,
@@ -187,9 +349,12 @@ def generate_speculative(
 ):
     """Speculative decoding; the draft and the target share ``cache``.
 
-    ``verify="parallel"`` scores the last token and the drafts in one forward,
-    as the hardware does. ``"sequential"`` (default) runs the same rows one
-    token at a time and stops at the first rejection: on a CPU, float32
+    ``policy`` (:class:`golden.llm.drafting.DraftPolicy`) says what a round
+    proposes; without one, a chain of ``gamma`` draft tokens.
+
+    ``verify="parallel"`` scores the last token and every node in one forward,
+    as the hardware does. ``"sequential"`` (default) runs the accepted path's
+    rows one token at a time and stops at the first rejection: on a CPU, float32
     matmul results depend on how many rows are multiplied together, and the
     BF16 rounding of the KV cache can amplify that into a different argmax at
     a near-tie; one row at a time is bitwise the computation plain decoding
@@ -197,12 +362,14 @@ def generate_speculative(
     parallel verification either way.
 
     ``cache`` must serve ``read(layer, end, mode)`` in ``"draft"`` and ``"full"``
-    modes and support ``truncate(length)``. ``draft_bytes(context)``,
-    ``verify_bytes(tokens, context)`` and ``plain_bytes(context)``, if given,
-    return the bytes a step reads (for the metrics).
+    modes and support ``truncate(length)`` (and ``keep_slots(start, slots)`` for trees
+    verified in parallel). ``draft_bytes(context, rows)``, ``verify_bytes(tokens,
+    context)`` and ``plain_bytes(context)``, if given, return the bytes a step reads.
     """
-    if gamma < 1:
-        raise ValueError(f"gamma={gamma} must be >= 1")
+    if policy is None:
+        if not isinstance(gamma, int) or gamma < 1:
+            raise ValueError(f"gamma={gamma} must be >= 1")
+        policy = DraftPolicy(gamma=gamma)
     if verify not in VERIFY_MODES:
         raise ValueError(f"verify={verify!r} is not one of {VERIFY_MODES}")
     sampler = sampler or Sampler()
@@ -214,57 +381,27 @@ def generate_speculative(
         last = sampler.choose(logits[-1])
         out = [last]
         while len(out) < max_new_tokens and last not in eos_ids:
-            g = min(gamma, max_new_tokens - len(out))
-            drafts, draft_probs = [], []
-            tok = last
-            for i in range(g):
-                lg = model.forward([tok], draft_weights, cache, start=pos + i, mode="draft")
-                result.draft_forwards += 1
-                if draft_bytes is not None:
-                    result.draft_step_bytes.append(draft_bytes(pos + i + 1))
-                if sampler.sample:
-                    q = sampler.probs(lg[-1])
-                    tok = sampler.draw(q)
-                    draft_probs.append(q)
-                else:
-                    tok = int(torch.argmax(lg[-1]))
-                drafts.append(tok)
-            cache.truncate(pos)
+            depth = min(policy.depth, max_new_tokens - len(out))
+            tree = propose_tree(model, draft_weights, cache, last, list(prompt_ids) + out, policy, sampler, pos=pos,
+                            depth=depth, result=result, draft_bytes=draft_bytes)
             if verify_bytes is not None:  # counted before the rows are written, the same for both verify modes
-                result.verify_step_bytes.append(verify_bytes(g + 1, pos + g + 1))
-            lg = _Verifier(model, target_weights, cache, [last, *drafts], pos, verify)
+                result.verify_step_bytes.append(verify_bytes(len(tree), pos + len(tree)))
+            rows = _Verifier(model, target_weights, cache, tree, pos, verify)
             result.target_forwards += 1
-            accepted = 0
-            correction = None
-            for i in range(g):
-                if sampler.sample:
-                    p = sampler.probs(lg[i])
-                    q = draft_probs[i]
-                    d = drafts[i]
-                    if sampler.uniform() < min(1.0, float(p[d] / q[d])):
-                        accepted += 1
-                        continue
-                    residual = torch.clamp(p - q, min=0)
-                    total = float(residual.sum())
-                    correction = sampler.draw(residual / total) if total > 0 else sampler.draw(p)
-                    break
-                target_tok = int(torch.argmax(lg[i]))
-                if drafts[i] == target_tok:
-                    accepted += 1
-                else:
-                    correction = target_tok
-                    break
-            if correction is None:
-                correction = sampler.choose(lg[g])  # bonus token
-            result.proposed += g
-            result.accepted += accepted
-            cache.truncate(pos + 1 + accepted)
-            new = drafts[:accepted] + [correction]
+            accepted, correction = _accept(tree, rows, sampler)
+            rows.keep_path()
+            new = accepted + ([correction] if correction is not None else [])
+            if correction is None:  # the path ended on a candidate without a row: it is the next root
+                cache.truncate(pos + len(new))
+            result.proposed += tree.proposed
+            result.accepted += len(accepted)
+            result.committed += len(new)
+            result.round_accepted.append(len(accepted))
             if plain_bytes is not None:
                 result.plain_step_bytes += [plain_bytes(pos + 1 + j) for j in range(len(new))]
             out += new
-            pos += 1 + accepted
-            last = correction
+            pos += len(new)
+            last = new[-1]
             if any(t in eos_ids for t in new):
                 break
     result.tokens = _finish(out, eos_ids, max_new_tokens)

@@ -120,7 +120,7 @@ def _cmd_generate(args) -> int:
         f"Weights: {summary['encoded_values']:,} values in Cassandra format, speculation "
         f"{summary['speculation_bits_per_value']:.3f} b/v, verification {summary['verification_bits_per_value']:.3f} b/v "
         f"({cfg.selector} selection, {cfg.prune:.0%} pruned, {cfg.truncate} bits truncated, {cfg.exponent}); "
-        f"KV {cfg.kv_prune:.0%} pruned, {cfg.kv_truncate} bits truncated; gamma {cfg.gamma}; "
+        f"KV {cfg.kv_prune:.0%} pruned, {cfg.kv_truncate} bits truncated; {pipe.policy.describe()}; "
         f"{'sampling T=' + str(cfg.temperature) + ' seed ' + str(cfg.seed) if cfg.sample else 'greedy'}"
     )
     reports, rows = [], []
@@ -167,7 +167,21 @@ def _cmd_generate(args) -> int:
 
 def _add_pipeline_args(g: argparse.ArgumentParser) -> None:
     g.add_argument("--model", default=None, help="a .gguf file or a Llama checkpoint folder (default SmolLM2-135M)")
-    g.add_argument("--gamma", type=int, default=5, help="draft length (default 5)")
+    g.add_argument("--gamma", type=int, default=5,
+                   help="draft length (default 5); the longest path with --tree dynamic:N, --threshold or --lookup")
+    g.add_argument("--tree", default=None, metavar="SHAPE",
+                   help="token tree: a static shape such as 2x2x2 (children per level) or dynamic:N (the N most "
+                        "probable nodes, depth --gamma); default a chain of --gamma tokens")
+    g.add_argument("--threshold", type=float, default=0.0,
+                   help="adaptive draft length: stop expanding a node whose draft probability (cumulative in a "
+                        "tree) is below this (default 0: never)")
+    g.add_argument("--lookup", choices=("off", "alone", "gated", "branch"), default="off",
+                   help="n-gram lookup drafts from the context: alone (no draft model), gated (lookup when it "
+                        "matches, else the draft model), branch (one more branch of the tree); default off")
+    g.add_argument("--lookup-min", type=int, default=2, help="shortest context suffix lookup matches (default 2)")
+    g.add_argument("--lookup-max", type=int, default=4, help="longest context suffix lookup matches (default 4)")
+    g.add_argument("--width", type=int, default=4,
+                   help="dynamic trees: nodes expanded per level and children per node (default 4)")
     g.add_argument("--prune", type=float, default=DEFAULT_PRUNE_RATIO,
                    help=f"weight pruning ratio (default {DEFAULT_PRUNE_RATIO})")
     add_format_arguments(g, ("mantissa_bits",), help_prefix="weights: ")
@@ -196,12 +210,15 @@ def _pipeline_config(args):
     for name in ("prune", "kv_prune"):
         if not 0 <= getattr(args, name) <= 1:
             raise ValueError(f"--{name.replace('_', '-')} {getattr(args, name)} is out of range [0, 1]")
-    return PipelineConfig(
+    cfg = PipelineConfig(
         model=args.model, gamma=args.gamma, prune=args.prune, truncate=args.truncate, kv_prune=args.kv_prune,
         kv_truncate=args.kv_truncate, exponent=args.exponent, group_size=args.group_size, selector=args.selector,
         sample=args.sample, temperature=args.temperature, seed=args.seed, device=args.device,
-        compute_dtype=args.compute_dtype, verify=args.verify,
+        compute_dtype=args.compute_dtype, verify=args.verify, tree=args.tree, threshold=args.threshold,
+        lookup=args.lookup, lookup_min=args.lookup_min, lookup_max=args.lookup_max, width=args.width,
     )
+    cfg.policy()  # every draft option checked before any model work
+    return cfg
 
 
 def _cmd_export_vectors(args) -> int:

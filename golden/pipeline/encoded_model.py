@@ -337,6 +337,19 @@ class CassandraKVCache:
             self._truncate_layer(layer, length)
         self.length = min(self.length, length)
 
+    def keep_slots(self, start: int, slots) -> None:
+        """Keep the target-written entries of cache ``slots`` (each ``>= start``) at
+        ``start, start + 1, ..`` and forget everything after (a token tree's accepted
+        path). The moved entries are encoded again, so sizes stay exact."""
+        index = torch.as_tensor(list(slots), dtype=torch.long)
+        moved = [(self.buffers[("full", "k")][layer][:, index].clone(),
+                  self.buffers[("full", "v")][layer][:, index].clone()) for layer in range(self.config.num_hidden_layers)]
+        self.truncate(start)
+        if len(index):
+            for layer, (k, v) in enumerate(moved):
+                self.write(layer, start, k, v, mode="full")
+        self.length = start + len(index)
+
     # -- accounting -----------------------------------------------------------
     def bits(self) -> tuple[int, int]:
         """(speculation, verification) payload bits of every entry held."""

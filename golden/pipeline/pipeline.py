@@ -14,6 +14,7 @@ import torch
 
 from golden.format.params import DEFAULT_PRUNE_RATIO, FormatParams, mantissa_bits_kept
 from golden.llm.datasets import CALIBRATION_TEXTS
+from golden.llm.drafting import DraftPolicy
 from golden.llm.llama import DenseKVCache, Llama, dense_weights, load_checkpoint
 from golden.llm.speculative import GenerationResult, Sampler, generate_plain, generate_speculative
 
@@ -46,6 +47,17 @@ class PipelineConfig:
     compute_dtype: str = "float32"
     verify: str = "sequential"
     calibration_samples: int = 32
+    tree: str | None = None  # None: a chain; "2x2x2" or "dynamic:16" (golden.llm.drafting)
+    threshold: float = 0.0  # adaptive draft length: stop expanding below this draft probability
+    lookup: str = "off"  # n-gram lookup: off, alone, gated, branch
+    lookup_min: int = 2
+    lookup_max: int = 4
+    width: int = 4  # dynamic trees: nodes expanded per level, children per node
+
+    def policy(self) -> DraftPolicy:
+        """What a round proposes (checked here, before any model work)."""
+        return DraftPolicy(gamma=self.gamma, tree=self.tree, threshold=self.threshold, lookup=self.lookup,
+                           lookup_min=self.lookup_min, lookup_max=self.lookup_max, width=self.width)
 
     def weight_params(self) -> FormatParams:
         m = mantissa_bits_kept(self.truncate, label=f"truncate={self.truncate!r}")
@@ -117,6 +129,7 @@ class Pipeline:
         if config.device.startswith("cuda") and not torch.cuda.is_available():
             raise ValueError(f"device={config.device!r} asked for, but torch sees no CUDA GPU")
         weight_params = config.weight_params()
+        self.policy = config.policy()
         t0 = time.perf_counter()
         self.model_config, checkpoint = load_checkpoint(config.model)
         self.tokenizer = load_tokenizer(config.model)
@@ -178,7 +191,7 @@ class Pipeline:
         if not prompt_ids:
             raise ValueError("the prompt is empty")
         cfg = self.config
-        max_len = len(prompt_ids) + max_new_tokens + cfg.gamma + 1
+        max_len = len(prompt_ids) + max_new_tokens + self.policy.max_nodes() + 2
         eos = self.tokenizer.eos_token_ids
         cache = self.kv_cache(max_len)
         spec = generate_speculative(
@@ -188,10 +201,10 @@ class Pipeline:
             cache,
             prompt_ids,
             max_new_tokens,
-            gamma=cfg.gamma,
+            policy=self.policy,
             sampler=Sampler(sample=cfg.sample, temperature=cfg.temperature, seed=cfg.seed),
             eos_ids=eos,
-            draft_bytes=lambda ctx: self.weights.step_bytes("draft") + cache.step_bytes("draft"),
+            draft_bytes=lambda ctx, rows: self.weights.step_bytes("draft", rows) + cache.step_bytes("draft"),
             verify_bytes=lambda n, ctx: self.weights.step_bytes("full", n) + cache.step_bytes("full"),
             plain_bytes=self.plain_bytes,
             verify=cfg.verify,

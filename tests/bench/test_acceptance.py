@@ -18,8 +18,9 @@ from bench.acceptance import (
 from golden.format.codec import bf16_bits, decode, encode
 from golden.format.params import FormatParams, keep_count
 from golden.format.select import magnitude_topk_mask
+from golden.llm.drafting import DraftPolicy
 from golden.llm.llama import DenseKVCache
-from golden.llm.speculative import generate_speculative
+from golden.llm.speculative import GenerationResult, generate_speculative
 from tests.tiny_model import make_tiny_checkpoint
 
 
@@ -125,3 +126,73 @@ def test_layer_skip_and_rtn4(harness, sequences):
         layer_skip_draft(harness, [(9, "mlp")])
     with pytest.raises(ValueError, match="group=48"):
         rtn4_draft(harness, group=48)
+
+
+class _DraftFormCache(DenseKVCache):
+    """A real run's cache where the draft reads every entry in its own form (what the
+    Cassandra KV cache does), for drafts with a ``kv_read``."""
+
+    def __init__(self, config, max_len, kv_read):
+        super().__init__(config, max_len)
+        self.kv_read = kv_read
+
+    def read(self, layer, end, mode="full"):
+        k, v = super().read(layer, end, mode)
+        return self.kv_read(layer, k, v) if mode == "draft" else (k, v)
+
+
+POLICIES = [
+    DraftPolicy(gamma=4),
+    DraftPolicy(gamma=3, tree="2x2x2"),
+    DraftPolicy(gamma=4, tree="dynamic:8", width=2),
+    DraftPolicy(gamma=6, threshold=0.4),
+    DraftPolicy(gamma=4, lookup="alone", lookup_min=1),
+    DraftPolicy(gamma=4, lookup="gated"),
+    DraftPolicy(gamma=2, tree="2x2", lookup="branch", lookup_min=1),
+]
+
+
+@pytest.fixture(scope="module")
+def harness64(tmp_path_factory):
+    folder = make_tiny_checkpoint(tmp_path_factory.mktemp("tiny_dse64"))
+    harness = AcceptanceHarness(str(folder), new_tokens=24, calibration_samples=4, compute_dtype=torch.float64)
+    seqs = harness.sequences([("a", "def add(a, b):"), ("b", "class Stack:\n    def push(self, x):"),
+                              ("c", "the the the the")])
+    return harness, seqs
+
+
+@pytest.mark.parametrize("policy", POLICIES, ids=lambda p: p.describe())
+def test_policy_rounds_equal_real_runs(harness64, policy):
+    """The harness drafts every round for real (the draft reading the target's KV for
+    the committed tokens and its own for the round, in draft form) and skips only
+    the target: its rounds equal a real run's, round by round. float64 keeps the
+    teacher-forced target KV bitwise equal to the real run's after BF16 rounding."""
+    harness, sequences = harness64
+    draft = cassandra_draft(harness, prune=0.25, truncate=3, kv_prune=0.25, kv_truncate=3, exponent="raw")
+    assert draft.kv_read is not None
+    simulated = harness.run_policy(draft, sequences, policy)
+    real = []
+    for seq in sequences:
+        prompt = seq.tokens[:seq.start]
+        cache = _DraftFormCache(harness.config, len(seq.tokens) + policy.max_nodes() + 2, draft.kv_read)
+        rows = []
+        result = generate_speculative(harness.model, draft.weights, harness.reference, cache, prompt,
+                                      seq.new_tokens, policy=policy, eos_ids=harness.tokenizer.eos_token_ids,
+                                      draft_bytes=lambda ctx, n: rows.append(n) or n)
+        assert result.tokens == seq.tokens[seq.start:]
+        real.append((result, rows))
+    assert simulated.round_accepted == [r.round_accepted for r, _ in real]
+    assert simulated.proposed == sum(r.proposed for r, _ in real)
+    assert simulated.draft_rows == [n for _, rows in real for n in rows]
+    assert simulated.tau == GenerationResult.combine(r for r, _ in real).tau
+    assert 0 < simulated.accepted  # not a trivial case
+
+
+def test_policy_rounds_of_a_chain_equal_simulate_rounds_with_exact_kv(harness, sequences):
+    """A chain with a draft whose KV equals the target's: run_policy and the batched
+    teacher-forced simulation agree."""
+    draft = plain_draft(harness)
+    r = harness.run_policy(draft, sequences, DraftPolicy(gamma=3))
+    batched = harness.evaluate(draft, sequences, gammas=[3])["gamma"][3]
+    assert (r.rounds, r.accepted, r.proposed) == (batched["rounds"], batched["accepted"], batched["proposed"])
+    assert r.alpha == 1.0

@@ -8,6 +8,9 @@ import pytest
 import torch
 
 from golden.format.codec import EncodedTensor, bf16_bits, decode
+from golden.llm.drafting import DraftPolicy
+from golden.llm.llama import DenseKVCache
+from golden.llm.speculative import GenerationResult, generate_plain
 from golden.pipeline import Pipeline, PipelineConfig
 from golden.pipeline.cli import main
 from tests.tiny_model import make_tiny_checkpoint
@@ -53,6 +56,43 @@ def test_greedy_lossless_on_real_prompts(pipe):
         assert m["draft_step_bytes"] < m["verify_step_bytes"] < m["plain_step_bytes"]
 
 
+DRAFTING_MODES = [
+    DraftPolicy(gamma=3, tree="2x2x2"),
+    DraftPolicy(gamma=4, tree="dynamic:12", width=3),
+    DraftPolicy(gamma=6, threshold=0.6),
+    DraftPolicy(gamma=5, lookup="alone"),
+    DraftPolicy(gamma=5, lookup="gated"),
+    DraftPolicy(gamma=3, tree="2x2", lookup="branch", threshold=0.1),
+]
+
+
+def test_greedy_lossless_in_every_drafting_mode(pipe):
+    """Trees, adaptive length and lookup on the real model: the output equals plain
+    BF16 decoding, with weights and KV cache in Cassandra format."""
+    tok = pipe.tokenizer
+    prompts = [
+        tok.encode("def add(a, b):\n    return a + b\n\n\ndef sub(a, b):\n    return a - b\n\n\n"
+                   "def mul(a, b):\n    return"),
+        tok.encode(tok.format_prompt("Name three colours.")),
+    ]
+    eos = tok.eos_token_ids
+    plains = [generate_plain(pipe.model, pipe.reference, DenseKVCache(pipe.model_config, 128), ids, 20,
+                             eos_ids=eos).tokens for ids in prompts]
+    default = pipe.policy
+    try:
+        for policy in DRAFTING_MODES:
+            pipe.policy = policy
+            reports = [pipe.run(ids, 20, check=False) for ids in prompts]
+            for report, plain in zip(reports, plains):
+                assert report.speculative.tokens == plain, policy.describe()
+            combined = GenerationResult.combine(r.speculative for r in reports)
+            assert combined.tau > 1.2, policy.describe()  # each mode accepts drafts on these prompts
+            if policy.lookup == "alone":
+                assert combined.draft_forwards == 0 and combined.mean_draft_bytes == 0
+    finally:
+        pipe.policy = default
+
+
 def test_sampling_runs_on_real_model(pipe):
     pipe.config.sample, pipe.config.temperature = True, 0.8
     try:
@@ -80,6 +120,14 @@ def test_generate_cli_prompt(tiny_folder, tmp_path, capsys):
     assert data["total"]["lossless"] is True and data["total"]["prompts"] == 1
 
 
+def test_generate_cli_tree_and_lookup(tiny_folder, capsys):
+    rc = main(["generate", "--model", str(tiny_folder), "--prompt", "hello hello hello", "--max-new-tokens", "8",
+               "--group-size", "16", "--quiet", "--tree", "2x2", "--lookup", "branch", "--threshold", "0.1"])
+    text = capsys.readouterr().out
+    assert rc == 0
+    assert "tree 2x2, stop below p 0.1, lookup branch (n 2..4)" in text and "IDENTICAL to plain BF16 decoding" in text
+
+
 def test_generate_cli_humaneval(tiny_folder, capsys):
     rc = main(["generate", "--model", str(tiny_folder), "--dataset", "humaneval", "--limit", "2",
                "--max-new-tokens", "6", "--group-size", "16", "--gamma", "3", "--selector", "magnitude",
@@ -97,6 +145,10 @@ def test_generate_cli_humaneval(tiny_folder, capsys):
         (["--prompt", "x", "--kv-prune", "1.5"], "--kv-prune 1.5 is out of range"),
         ([], "give --prompt TEXT or --dataset humaneval"),
         (["--dataset", "humaneval", "--offset", "500"], "--offset 500 is out of range"),
+        (["--prompt", "x", "--tree", "2x0"], "tree='2x0'"),
+        (["--prompt", "x", "--threshold", "1.5"], "threshold=1.5"),
+        (["--prompt", "x", "--lookup-min", "3", "--lookup-max", "2"], "lookup_min=3"),
+        (["--prompt", "x", "--width", "0"], "width=0"),
     ],
 )
 def test_generate_cli_errors(tiny_folder, capsys, args, message):
