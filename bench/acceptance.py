@@ -46,7 +46,7 @@ from golden.pipeline.encoded_model import TiedView, calibrate, encoded_weight_na
 
 __all__ = [
     "Sequence", "Draft", "AcceptanceHarness", "simulate_rounds", "PolicyRounds",
-    "cassandra_draft", "layer_skip_draft", "rtn4_draft", "plain_draft",
+    "cassandra_draft", "layer_skip_draft", "rtn4_draft", "rtn4_asym_draft", "plain_draft",
 ]
 
 
@@ -286,7 +286,7 @@ class AcceptanceHarness:
         return {"agreement": float(flat.float().mean()) if flat.numel() else 0.0, "positions": flat.numel(),
                 "gamma": rounds}
 
-    def run_policy(self, draft: Draft, sequences: list[Sequence], policy: DraftPolicy) -> PolicyRounds:
+    def run_policy(self, draft: Draft | None, sequences: list[Sequence], policy: DraftPolicy) -> PolicyRounds:
         """The rounds a real greedy run with ``policy`` makes over each target
         continuation, drafted for real: every round runs
         :func:`golden.llm.speculative.propose_tree` (the pipeline's own tree growth,
@@ -299,11 +299,14 @@ class AcceptanceHarness:
         out = PolicyRounds(policy)
         greedy = Sampler()
         extra = policy.max_nodes() + 2
+        if draft is None and policy.lookup != "alone":
+            raise ValueError(f"{policy.describe()}: only lookup alone runs without a draft model")
+        kv_read = None if draft is None else draft.kv_read
+        weights = None if draft is None else draft.weights
         for seq in sequences:
-            kv = seq.kv if draft.kv_read is None else [draft.kv_read(layer, k, v) for layer, (k, v) in
-                                                       enumerate(seq.kv)]
-            cache = _RoundCache([(k.to(self.compute_dtype), v.to(self.compute_dtype)) for k, v in kv], extra, None
-                                if draft.kv_read is None else draft.kv_read, self.compute_dtype)
+            kv = seq.kv if kv_read is None else [kv_read(layer, k, v) for layer, (k, v) in enumerate(seq.kv)]
+            cache = _RoundCache([(k.to(self.compute_dtype), v.to(self.compute_dtype)) for k, v in kv], extra, kv_read,
+                                self.compute_dtype)
             L = len(seq.tokens)
             pos = seq.start  # the root: the first new token, made by the prefill
             accepted_here = []
@@ -312,7 +315,7 @@ class AcceptanceHarness:
                 while pos < L - 1:
                     cache.restore()
                     depth = min(policy.depth, L - 1 - pos)
-                    tree = propose_tree(self.model, draft.weights, cache, seq.tokens[pos], seq.tokens[:pos + 1],
+                    tree = propose_tree(self.model, weights, cache, seq.tokens[pos], seq.tokens[:pos + 1],
                                         policy, greedy, pos=pos, depth=depth, result=record,
                                         draft_bytes=lambda context, rows: rows)
                     node = accepted = 0
@@ -518,6 +521,26 @@ def rtn4_draft(harness: AcceptanceHarness, *, group: int = 64) -> Draft:
     bits = 4 + 16 / group
     return Draft(f"4-bit RTN (g{group})", harness.draft_view(weights), weight_bits=bits,
                  extra_memory_bits=bits, info={"group": group})
+
+
+def rtn4_asym_draft(harness: AcceptanceHarness, *, group: int = 32) -> Draft:
+    """4-bit round-to-nearest weights, asymmetric: per ``group`` inputs a BF16 scale
+    ``(max - min) / 15`` and a BF16 minimum, codes 0..15; a separate copy of
+    4 + 32/group bits per value."""
+    weights = {}
+    for name in harness.encoded_names:
+        w = harness.checkpoint[name].to(torch.float32)
+        rows, cols = w.shape
+        if cols % group:
+            raise ValueError(f"{name}: {cols} inputs are not a multiple of group={group}")
+        g = w.reshape(rows, cols // group, group)
+        low = g.amin(-1, keepdim=True).to(torch.bfloat16).to(torch.float32)
+        scale = ((g.amax(-1, keepdim=True) - low) / 15).to(torch.bfloat16).to(torch.float32)
+        q = torch.where(scale > 0, torch.round((g - low) / torch.where(scale > 0, scale, 1)), 0).clamp(0, 15)
+        weights[name] = (q * scale + low).reshape(rows, cols).to(torch.bfloat16).to(harness.compute_dtype)
+    bits = 4 + 32 / group
+    return Draft(f"4-bit RTN asymmetric (g{group})", harness.draft_view(weights), weight_bits=bits,
+                 extra_memory_bits=bits, info={"group": group, "asymmetric": True})
 
 
 def replace(draft: Draft, **changes) -> Draft:

@@ -46,7 +46,11 @@ __all__ = [
     "Platform", "PLATFORMS", "ModelShape", "SHAPES", "StorageBits", "DecoderLimit",
     "StepTime", "step_bytes", "step_flops", "step_time", "expected_tokens",
     "speculative_speedup", "speedup_from_steps", "sweep", "best_gamma", "markdown_table",
+    "policy_speedup", "plain_speedup", "OVERHEADS_US",
 ]
+
+#: Per-forward fixed overheads the reports show (kernel launches and synchronisation), µs.
+OVERHEADS_US = (0, 20, 50)
 
 BF16_BITS = 16.0
 
@@ -77,6 +81,8 @@ def _check_real(name: str, value, *, positive: bool = False, nonnegative: bool =
         raise ValueError(f"{name} must be >= 0, got {value!r}")
     if lo is not None and hi is not None and not lo <= x <= hi:
         raise ValueError(f"{name} must lie in [{lo}, {hi}], got {value!r}")
+    if lo is not None and hi is None and x < lo:
+        raise ValueError(f"{name} must be >= {lo}, got {value!r}")
     return x
 
 
@@ -498,6 +504,61 @@ def speedup_from_steps(t_plain: float, t_draft: float, t_verify: float, tau: flo
     gamma = _check_gamma(gamma)
     tau = _check_real("tau", tau, lo=1.0, hi=gamma + 1.0)
     return tau * t_plain / (gamma * t_draft + t_verify)
+
+
+def _forward_time(platform, shape, *, bits_weights, bits_kv, context, batch, rows, overhead_s) -> float:
+    tokens = max(1, int(round(rows)))
+    nbytes = step_bytes(shape, bits_weights=bits_weights, bits_kv=bits_kv, batch=batch, context=context,
+                        tokens=tokens)
+    flops = step_flops(shape, batch=batch, context=context, tokens=tokens)
+    return step_time(platform, bytes=nbytes, flops=flops).seconds + overhead_s
+
+
+def plain_speedup(platform: Platform | str, shape: ModelShape | str, *, weight_bits: float, kv_bits: float,
+                  batch: int = 1, context: int = 512, overhead_s: float = 0.0) -> float:
+    """Plain decoding that reads ``weight_bits`` / ``kv_bits`` per value (e.g. the lossless
+    compressed format) over plain BF16 decoding: the compression gain alone."""
+    platform = _resolve(PLATFORMS, "platform", platform, Platform)
+    shape = _resolve(SHAPES, "shape", shape, ModelShape)
+    overhead_s = _check_real("overhead_s", overhead_s, nonnegative=True)
+    common = dict(context=context, batch=batch, rows=1, overhead_s=overhead_s)
+    return (_forward_time(platform, shape, bits_weights=BF16_BITS, bits_kv=BF16_BITS, **common)
+            / _forward_time(platform, shape, bits_weights=weight_bits, bits_kv=kv_bits, **common))
+
+
+def policy_speedup(platform: Platform | str, shape: ModelShape | str, bits: StorageBits, *, tau: float,
+                   draft_forwards: float, draft_rows: float = 1.0, verify_rows: float, batch: int = 1,
+                   context: int = 512, overhead_s: float = 0.0) -> dict:
+    """Modelled speedup over plain BF16 decoding of rounds measured with any drafting
+    policy (chain, tree, adaptive length, lookup).
+
+    A round is ``draft_forwards`` draft forwards (on average; 0 for lookup alone) of
+    ``draft_rows`` rows each, reading the draft bits, and one verification forward of
+    ``verify_rows`` rows (tree nodes + the root) reading the full bits; it commits
+    ``tau`` tokens. Every forward, plain ones included, costs ``overhead_s`` on top of
+    its roofline time (kernel launches, synchronisation), so tree verification and
+    extra draft forwards are not free.
+
+    Returns a dict: ``t_plain``, ``t_draft``, ``t_verify``, ``t_round`` (s) and ``speedup``.
+    """
+    platform = _resolve(PLATFORMS, "platform", platform, Platform)
+    shape = _resolve(SHAPES, "shape", shape, ModelShape)
+    if not isinstance(bits, StorageBits):
+        raise ValueError(f"bits must be a StorageBits, got {bits!r}")
+    tau = _check_real("tau", tau, lo=1.0)
+    draft_forwards = _check_real("draft_forwards", draft_forwards, nonnegative=True)
+    draft_rows = _check_real("draft_rows", draft_rows, lo=1.0)
+    verify_rows = _check_real("verify_rows", verify_rows, lo=1.0)
+    overhead_s = _check_real("overhead_s", overhead_s, nonnegative=True)
+    common = dict(context=context, batch=batch, overhead_s=overhead_s)
+    t_plain = _forward_time(platform, shape, bits_weights=BF16_BITS, bits_kv=BF16_BITS, rows=1, **common)
+    t_draft = _forward_time(platform, shape, bits_weights=bits.weight_draft_bits, bits_kv=bits.kv_draft_bits,
+                            rows=draft_rows, **common)
+    t_verify = _forward_time(platform, shape, bits_weights=bits.weight_full_bits, bits_kv=bits.kv_full_bits,
+                             rows=verify_rows, **common)
+    t_round = draft_forwards * t_draft + t_verify
+    return {"t_plain": t_plain, "t_draft": t_draft, "t_verify": t_verify, "t_round": t_round,
+            "speedup": tau * t_plain / t_round}
 
 
 def _tau(alpha, tau, gamma) -> tuple[float | None, float]:

@@ -21,10 +21,18 @@ import sys
 import time
 from pathlib import Path
 
-from golden.llm.datasets import humaneval_prompts
+from golden.llm.datasets import chat_prompts, humaneval_prompts
 
 from . import perf_model as pm
-from .acceptance import AcceptanceHarness, cassandra_draft, layer_skip_draft, plain_draft, rtn4_draft
+from . import policies
+from .acceptance import (
+    AcceptanceHarness,
+    cassandra_draft,
+    layer_skip_draft,
+    plain_draft,
+    rtn4_asym_draft,
+    rtn4_draft,
+)
 
 __all__ = ["run_bench", "bench_markdown", "main"]
 
@@ -103,8 +111,13 @@ def _row(harness, draft, result, *, gamma_for_alpha=4) -> dict:
 
 
 def run_bench(*, model=None, quick: bool = False, dev=(0, 8), test=(8, 100), new_tokens: int = 48,
-              test_new_tokens: int = 32, out_dir: Path = Path("reports"), speed: bool = True, log=print) -> dict:
+              test_new_tokens: int = 32, chat_dev=(0, 8), chat_test=(8, 48), check_prompts: int = 10,
+              out_dir: Path = Path("reports"), speed: bool = True, log=print) -> dict:
     """Run everything; returns the result dict (also written as JSON)."""
+    if isinstance(check_prompts, bool) or not isinstance(check_prompts, int) or check_prompts < 1:
+        raise ValueError(f"check_prompts={check_prompts!r}: need at least one prompt")
+    chat_prompts(*chat_dev, label="chat dev start")  # bad ranges fail before any model work
+    chat_prompts(*chat_test, label="chat test start")
     started = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -203,6 +216,30 @@ def run_bench(*, model=None, quick: bool = False, dev=(0, 8), test=(8, 100), new
         row = evaluate(layer_skip_draft(harness, search["order"][:count]))
         layer_rows.append(row)
     comparators["layer skip (best of search)"] = max(layer_rows, key=lambda r: r["speedup"])
+    best_skip = search["order"][:search["sizes"][layer_rows.index(comparators["layer skip (best of search)"])]]
+
+    # 7b. past the chain: every draft x every drafting policy, two workloads, two targets
+    say("drafting policies and fair comparators")
+    chat = [(i, harness.tokenizer.format_prompt(t)) for i, t in chat_prompts(*chat_dev)]
+    chat_dev_seqs = harness.sequences(chat)
+    harness.new_tokens = test_new_tokens
+    chat_test_seqs = harness.sequences([(i, harness.tokenizer.format_prompt(t)) for i, t in chat_prompts(*chat_test)])
+    harness.new_tokens = new_tokens
+    cassandra_best = cassandra_draft(harness, kv_sample=kv_sample, **best_kwargs)
+    drafts = {
+        "Cassandra": cassandra_best,
+        "4-bit RTN (g64)": rtn4_draft(harness),
+        "4-bit RTN asymmetric (g32)": rtn4_asym_draft(harness),
+        f"layer skip ({len(best_skip)} sublayers)": layer_skip_draft(harness, best_skip),
+    }
+    lossless = policies.lossless_bits(harness, kv_sample)
+    result["policies"] = policies.run_policy_comparison(
+        harness, drafts, {"HumanEval": (dev_seqs, test_seqs), "chat": (chat_dev_seqs, chat_test_seqs)},
+        menu=policies.QUICK_MENU if quick else policies.POLICY_MENU, lossless=lossless, context=CONTEXT, say=say)
+    best_policy = next(p for p in (policies.QUICK_MENU if quick else policies.POLICY_MENU)
+                       if p.describe() == result["policies"]["workloads"]["HumanEval"]["best_policy"]["Cassandra"])
+    result["policies"]["check"] = policies.real_pipeline_check(harness, cassandra_best, best_policy,
+                                                               test_seqs[:check_prompts], model=model, say=say)
 
     # 8. roofline sweep at the best setting, and the Llama-3-8B / Qwen3-8B shapes
     bits = pm.StorageBits(best["weight_draft_bits"], best["weight_full_bits"], best["kv_draft_bits"],
@@ -355,7 +392,8 @@ def bench_markdown(r: dict) -> str:
         r["coding"] + r["per_kind"] + r.get("refine", []))
     lines += [
         "",
-        "## Comparators (same model, prompts and harness)",
+        "## Comparators (chains; each draft on its own target: Cassandra verifies from its compressed bytes, the "
+        "others from BF16; the next section compares every draft on both targets with the same policies)",
         "",
         "![Comparators](bench_comparators.png)",
         "",
@@ -373,6 +411,10 @@ def bench_markdown(r: dict) -> str:
         "subset of the same weights). The layer-skip draft skips the sublayers whose removal alone costs the "
         "least agreement on two dev prompts (a greedy ranking standing in for Draft&Verify's Bayesian search).",
         "",
+    ]
+    if "policies" in r:
+        lines += policies.policies_markdown(r["policies"], check=r["policies"].get("check"))
+    lines += [
         "## Modeled speedup by model shape and platform (best setting, measured tau)",
         "",
         "![Context](bench_context.png)",
@@ -430,8 +472,13 @@ def bench_markdown(r: dict) -> str:
         "run). The draft reads the target-written KV cache in draft form for every earlier position.",
         "* The model is SmolLM2-135M (a Q4_1 GGUF rounded to BF16, so its weights sit on a 4-bit grid per block); "
         "8B-model rows reuse its bits per value and tau.",
-        "* Speedups ignore kernel launch and synchronization overheads; at 135M parameters these dominate "
-        "real GPUs, so the SmolLM2 rows are the bandwidth argument only.",
+        "* Outside the policy section, speedups ignore kernel launch and synchronization overheads; at 135M "
+        "parameters these weigh on real GPUs, so those SmolLM2 rows are the bandwidth argument only. The policy "
+        "section adds a fixed overhead per forward (0, 20 and 50 µs).",
+        "* The design-space exploration and the chain comparators above use the batched teacher-forced "
+        "simulation, where the draft reads the target's KV (in draft form) also for the round's own tokens; the "
+        "policy section drafts every round for real (the draft reads its own KV), which real runs equal round by "
+        "round. The difference for the best setting is in the policy section's fixed-chain row.",
         "",
     ]
     return "\n".join(lines)
@@ -465,6 +512,9 @@ def _plots(r: dict, out_dir: Path) -> None:
     fig.tight_layout()
     fig.savefig(out_dir / "bench_pareto.png", dpi=120)
     plt.close(fig)
+
+    if "policies" in r:
+        policies.plot_policies(r["policies"], out_dir / "bench_policies.png")
 
     # comparators
     fig, ax = plt.subplots(figsize=(6.5, 3.5))
@@ -508,12 +558,17 @@ def main(argv=None) -> int:
     parser.add_argument("--test", type=_range, default=(8, 100))
     parser.add_argument("--new-tokens", type=int, default=48, help="greedy tokens per dev prompt")
     parser.add_argument("--test-new-tokens", type=int, default=32, help="greedy tokens per held-out prompt")
+    parser.add_argument("--chat-dev", type=_range, default=(0, 8), help="built-in chat prompts for policy choice")
+    parser.add_argument("--chat-test", type=_range, default=(8, 48), help="held-out built-in chat prompts")
+    parser.add_argument("--check-prompts", type=int, default=10,
+                        help="held-out HumanEval prompts run in the real pipeline against the harness")
     parser.add_argument("--no-speed", action="store_true", help="skip the hardware/software speed section")
     args = parser.parse_args(argv)
     try:
         run_bench(model=args.model, quick=args.quick, dev=args.dev, test=args.test, new_tokens=args.new_tokens,
-                  test_new_tokens=args.test_new_tokens,
-                  out_dir=args.out, speed=not args.no_speed, log=lambda m: print(m, file=sys.stderr, flush=True))
+                  test_new_tokens=args.test_new_tokens, chat_dev=args.chat_dev, chat_test=args.chat_test,
+                  check_prompts=args.check_prompts, out_dir=args.out, speed=not args.no_speed,
+                  log=lambda m: print(m, file=sys.stderr, flush=True))
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -12,6 +12,7 @@ from bench.acceptance import (
     cassandra_draft,
     layer_skip_draft,
     plain_draft,
+    rtn4_asym_draft,
     rtn4_draft,
     simulate_rounds,
 )
@@ -196,3 +197,34 @@ def test_policy_rounds_of_a_chain_equal_simulate_rounds_with_exact_kv(harness, s
     batched = harness.evaluate(draft, sequences, gammas=[3])["gamma"][3]
     assert (r.rounds, r.accepted, r.proposed) == (batched["rounds"], batched["accepted"], batched["proposed"])
     assert r.alpha == 1.0
+
+
+def test_fair_bits_and_memory_per_target(harness, sequences):
+    """What each draft's step and the verification read on the BF16 and the compressed
+    target, and the memory each costs."""
+    from bench.policies import draft_bits, memory_vs_bf16
+
+    lossless = {"weight_bits": 12.0, "kv_bits": 12.5}
+    cas = cassandra_draft(harness, prune=0.5, truncate=4, kv_truncate=4, exponent="raw", kv_sample=sequences[:1])
+    b = draft_bits(cas, "compressed", lossless)
+    assert (b.weight_draft_bits, b.weight_full_bits) == (cas.weight_bits, cas.info["weight_full_bits"])
+    assert draft_bits(cas, "bf16", lossless).weight_full_bits == 16.0
+    assert memory_vs_bf16(cas, "compressed", lossless) == cas.info["weight_full_bits"] / 16 - 1
+    assert memory_vs_bf16(cas, "bf16", lossless) == cas.weight_bits / 16  # a second copy beside BF16
+    rtn = rtn4_draft(harness, group=16)
+    b = draft_bits(rtn, "compressed", lossless)
+    assert (b.weight_draft_bits, b.weight_full_bits, b.kv_draft_bits, b.kv_full_bits) == (5.0, 12.0, 12.5, 12.5)
+    assert memory_vs_bf16(rtn, "compressed", lossless) == (12.0 + 5.0) / 16 - 1
+    skip = layer_skip_draft(harness, [(0, "attn")])
+    b = draft_bits(skip, "bf16", lossless)
+    assert b.weight_draft_bits == 16.0 * skip.weight_fraction and b.kv_draft_bits == 16.0 * 0.5
+    assert memory_vs_bf16(skip, "bf16", lossless) == 0.0
+    assert draft_bits(None, "compressed", lossless).weight_full_bits == 12.0
+    asym = rtn4_asym_draft(harness, group=16)
+    assert asym.weight_bits == 6.0
+    r = harness.run_policy(asym, sequences, DraftPolicy(gamma=2))
+    assert r.rounds > 0 and 0 <= r.alpha <= 1
+    lookup = harness.run_policy(None, sequences, DraftPolicy(gamma=4, lookup="alone"))
+    assert lookup.draft_rows == [] and lookup.tau >= 1
+    with pytest.raises(ValueError, match="only lookup alone"):
+        harness.run_policy(None, sequences, DraftPolicy(gamma=2))

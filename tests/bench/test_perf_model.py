@@ -4,6 +4,7 @@ import math
 
 import pytest
 
+import bench.perf_model as pm
 from bench.perf_model import (
     PLATFORMS,
     SHAPES,
@@ -207,3 +208,22 @@ def test_other_value_errors():
         Platform("bad", bandwidth_gb_s=0, peak_tflops=1)
     with pytest.raises(ValueError, match="units"):
         DecoderLimit(units=0, lanes=1, clock_hz=1)
+
+
+def test_policy_speedup_and_overheads():
+    bits = pm.StorageBits(6.0, 12.0, 6.0, 13.0)
+    chain = pm.policy_speedup("rtx4090", "smollm2-135m", bits, tau=3.0, draft_forwards=2.0, verify_rows=3.0)
+    # a chain of 2 draft steps and a verify of 3 rows is exactly speculative_speedup's round
+    ref = pm.speculative_speedup("rtx4090", "smollm2-135m", bits, gamma=2, tau=3.0)
+    assert chain["speedup"] == pytest.approx(ref["speedup"], rel=1e-12)
+    slower = pm.policy_speedup("rtx4090", "smollm2-135m", bits, tau=3.0, draft_forwards=2.0, verify_rows=3.0,
+                               overhead_s=50e-6)
+    assert slower["speedup"] < chain["speedup"]  # 3 forwards pay the overhead for 3 tokens: worse than plain's 1
+    lookup = pm.policy_speedup("rtx4090", "smollm2-135m", bits, tau=1.0, draft_forwards=0, verify_rows=2.0)
+    assert lookup["speedup"] == pytest.approx(pm.plain_speedup("rtx4090", "smollm2-135m", weight_bits=12.0,
+                                                               kv_bits=13.0), rel=1e-3)
+    assert pm.plain_speedup("rtx4090", "smollm2-135m", weight_bits=16.0, kv_bits=16.0) == 1.0
+    with pytest.raises(ValueError, match="tau must be >= 1.0"):
+        pm.policy_speedup("rtx4090", "smollm2-135m", bits, tau=0.5, draft_forwards=1, verify_rows=2)
+    with pytest.raises(ValueError, match="draft_forwards must be >= 0"):
+        pm.policy_speedup("rtx4090", "smollm2-135m", bits, tau=2, draft_forwards=-1, verify_rows=2)

@@ -15,12 +15,13 @@ def test_bench_report_quick(tmp_path):
     folder = make_tiny_checkpoint(tmp_path / "tiny")
     out = tmp_path / "reports"
     result = run_bench(model=str(folder), quick=True, dev=(0, 2), test=(2, 4), new_tokens=12, out_dir=out,
-                       speed=False, log=lambda message: None)
+                       chat_dev=(0, 2), chat_test=(2, 3), check_prompts=2, speed=False, log=lambda message: None)
     text = (out / "bench.md").read_text()
     for heading in ("## Headline", "## Design-space exploration", "## Comparators", "Batch and context sweep",
-                    "The format decoder as a limit"):
+                    "The format decoder as a limit", "## Past the chain", "### HumanEval: held-out",
+                    "### chat: held-out", "Harness vs real pipeline"):
         assert heading in text
-    for plot in ("bench_pareto.png", "bench_comparators.png", "bench_context.png"):
+    for plot in ("bench_pareto.png", "bench_comparators.png", "bench_context.png", "bench_policies.png"):
         assert (out / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     saved = json.loads((out / "bench.json").read_text())
     assert saved["best"]["name"] == result["best"]["name"]
@@ -31,6 +32,21 @@ def test_bench_report_quick(tmp_path):
     for row in result["decoder_limit"]:  # more decoder units never slow a step down, none beats no limit
         speeds = [row["units_4"], row["units_12"], row["units_40"], row["unlimited"]]
         assert speeds == sorted(speeds)
+    pol = result["policies"]
+    for workload in ("HumanEval", "chat"):
+        w = pol["workloads"][workload]
+        drafts = {row["draft"] for row in w["held_out"]}
+        assert {"Cassandra", "Cassandra, fixed chain", "4-bit RTN (g64)", "4-bit RTN asymmetric (g32)",
+                "prompt lookup alone"} <= drafts
+        assert len(w["dev"]) == 4 * 3 + 1  # four drafts x the quick menu, and lookup alone
+        for row in w["held_out"]:
+            # verification is lossless: the same rounds on both targets; the compressed target reads fewer bytes
+            assert row["speedup"]["compressed"][0] > row["speedup"]["bf16"][0]
+            by_overhead = row["speedup"]["compressed"]
+            assert by_overhead[0] >= by_overhead[20] >= by_overhead[50]
+    check = pol["check"]
+    assert check["prompts"] == 2 and check["identical_continuations"] == 2
+    assert abs(check["relative_error"]) < 0.2
     for row in result["weight_grid"]:
         assert 0.0 <= row["alpha"] <= 1.0 and row["weight_draft_bits"] <= row["weight_full_bits"]
 
