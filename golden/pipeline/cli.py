@@ -102,17 +102,22 @@ def _print_metrics(m: dict, out=None) -> None:
 def _cmd_generate(args) -> int:
     from tqdm import tqdm
 
-    from golden.llm.datasets import humaneval_prompts
+    from golden.llm.datasets import chat_prompts, humaneval_prompts
 
     from .pipeline import Pipeline
 
     if args.prompt is None and args.dataset is None:
-        raise ValueError("give --prompt TEXT or --dataset humaneval")
+        raise ValueError("give --prompt TEXT or --dataset humaneval|chat")
     if args.max_new_tokens < 1:
         raise ValueError(f"--max-new-tokens {args.max_new_tokens} must be >= 1")
     if args.dataset is not None and args.limit < 1:
         raise ValueError(f"--limit {args.limit} must be >= 1")
     cfg = _pipeline_config(args)
+    dataset = []  # selected (and checked) before any model work
+    if args.dataset == "humaneval":
+        dataset = humaneval_prompts(args.offset, args.offset + args.limit, label="--offset")
+    elif args.dataset == "chat":
+        dataset = chat_prompts(args.offset, args.offset + args.limit, label="--offset")
     log = (lambda msg: print(f"[cassandra] {msg}", file=sys.stderr)) if not args.quiet else None
     pipe = Pipeline(cfg, keep_reference=not args.no_check, progress=not args.quiet, log=log)
     summary = pipe.summary()
@@ -133,10 +138,10 @@ def _cmd_generate(args) -> int:
         print()
         _print_metrics(_aggregate(reports))
     else:
-        if args.dataset != "humaneval":
-            raise ValueError(f"--dataset {args.dataset!r}: only 'humaneval' is known")
-        prompts = humaneval_prompts(args.offset, args.offset + args.limit, label="--offset")
-        bar = tqdm(prompts, desc="HumanEval", unit="prompt", disable=args.quiet, file=sys.stderr)
+        prompts = dataset
+        if args.dataset == "chat":  # the built-in natural-language requests, through the chat template
+            prompts = [(i, pipe.tokenizer.format_prompt(text, chat=not args.no_chat)) for i, text in dataset]
+        bar = tqdm(prompts, desc=args.dataset, unit="prompt", disable=args.quiet, file=sys.stderr)
         for task_id, prompt in bar:
             report = pipe.run(pipe.tokenizer.encode(prompt), args.max_new_tokens, check=not args.no_check)
             reports.append(report)
@@ -253,7 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = sub.add_parser("generate", help="speculative decoding on a real LLM, with metrics and a lossless check")
     g.add_argument("--prompt", help="text to continue (formatted with the chat template unless --no-chat)")
-    g.add_argument("--dataset", choices=("humaneval",), help="run dataset prompts instead of --prompt")
+    g.add_argument("--dataset", choices=("humaneval", "chat"),
+                   help="run dataset prompts instead of --prompt: HumanEval, or the built-in chat requests")
     g.add_argument("--limit", type=int, default=20, help="prompts from the dataset (default 20)")
     g.add_argument("--offset", type=int, default=0, help="first dataset prompt (default 0)")
     _add_pipeline_args(g)

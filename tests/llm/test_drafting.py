@@ -225,3 +225,16 @@ def test_lookup_drafts_repeat_the_context():
                              policy=DraftPolicy(gamma=4, lookup="alone"))
     assert r.tokens == plain.tokens
     assert r.draft_forwards == 0 and r.alpha == 1.0 and r.tau == 5.0
+
+
+def test_chat_prompts_select_and_check():
+    from golden.llm.datasets import CHAT_PROMPTS, CALIBRATION_TEXTS, chat_prompts
+
+    assert len(CHAT_PROMPTS) == 48 and len(set(CHAT_PROMPTS)) == 48
+    assert not set(CHAT_PROMPTS) & set(CALIBRATION_TEXTS)  # evaluation text kept apart from calibration
+    assert chat_prompts(8, 10) == [("chat/8", CHAT_PROMPTS[8]), ("chat/9", CHAT_PROMPTS[9])]
+    assert len(chat_prompts(40)) == 8 and len(chat_prompts(40, 999)) == 8
+    with pytest.raises(ValueError, match="--chat-offset 48 is out of range"):
+        chat_prompts(48, label="--chat-offset")
+    with pytest.raises(ValueError, match="range is empty"):
+        chat_prompts(5, 5)

@@ -128,6 +128,14 @@ def test_generate_cli_tree_and_lookup(tiny_folder, capsys):
     assert "tree 2x2, stop below p 0.1, lookup branch (n 2..4)" in text and "IDENTICAL to plain BF16 decoding" in text
 
 
+def test_generate_cli_chat(tiny_folder, capsys):
+    rc = main(["generate", "--model", str(tiny_folder), "--dataset", "chat", "--offset", "3", "--limit", "2",
+               "--max-new-tokens", "6", "--group-size", "16", "--lookup", "gated", "--quiet"])
+    text = capsys.readouterr().out
+    assert rc == 0
+    assert "| chat/3 |" in text and "| chat/4 |" in text and "| **all 2** |" in text
+
+
 def test_generate_cli_humaneval(tiny_folder, capsys):
     rc = main(["generate", "--model", str(tiny_folder), "--dataset", "humaneval", "--limit", "2",
                "--max-new-tokens", "6", "--group-size", "16", "--gamma", "3", "--selector", "magnitude",
@@ -143,7 +151,8 @@ def test_generate_cli_humaneval(tiny_folder, capsys):
         (["--prompt", "x", "--gamma", "0"], "--gamma 0 must be >= 1"),
         (["--prompt", "x", "--truncate", "9"], "truncate=9 is out of range"),
         (["--prompt", "x", "--kv-prune", "1.5"], "--kv-prune 1.5 is out of range"),
-        ([], "give --prompt TEXT or --dataset humaneval"),
+        ([], "give --prompt TEXT or --dataset humaneval|chat"),
+        (["--dataset", "chat", "--offset", "48"], "--offset 48 is out of range: the chat set has 48 prompts"),
         (["--dataset", "humaneval", "--offset", "500"], "--offset 500 is out of range"),
         (["--prompt", "x", "--tree", "2x0"], "tree='2x0'"),
         (["--prompt", "x", "--threshold", "1.5"], "threshold=1.5"),
