@@ -51,7 +51,7 @@ help:
 	@echo "make test-long - the tests marked long (pytest -m long: long simulations, 16-lane lint and encoder cases)"
 	@echo "make stats   - bits/value table of the default SmolLM2-135M model (paper defaults)"
 	@echo "make demo    - speculative decoding of one prompt on SmolLM2-135M, metrics and lossless check"
-	@echo "make bench   - acceptance + design-space exploration + comparators + roofline + speed -> reports/bench.md"
+	@echo "make bench   - acceptance + design-space exploration + drafting policies and fair peers + roofline + speed -> reports/bench.md"
 	@echo "make bench-decode - decode speed of this forward pass vs transformers -> reports/decode_speed.md"
 	@echo "make vectors - RTL test vectors from a real run -> build/vectors/"
 	@echo "make clean   - remove build outputs and caches (keeps .venv)"

@@ -295,7 +295,7 @@ def plot_policies(r: dict, path) -> None:
         ax.set_yticks(list(y))
         ax.set_yticklabels(names, fontsize=6)
         ax.axvline(1.0, color="k", lw=0.8)
-        ax.set_xlabel(f"modeled speedup over BF16 (RTX 4090, batch 1); | = {pm.OVERHEADS_US[-1]} µs per forward")
+        ax.set_xlabel(f"modeled speedup over BF16, RTX 4090 (| = {pm.OVERHEADS_US[-1]} µs per forward)")
         ax.set_title(f"{workload}, held-out")
         ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
