@@ -505,42 +505,52 @@ def layer_skip_draft(harness: AcceptanceHarness, skipped: list[tuple[int, str]])
     )
 
 
-def rtn4_draft(harness: AcceptanceHarness, *, group: int = 64) -> Draft:
-    """4-bit round-to-nearest weights (symmetric, scale = max|w| / 7 per ``group``
-    inputs, stored in BF16), a separate copy: 4 + 16/group bits per value."""
+def _rtn4_copy(harness: AcceptanceHarness, group: int, dequantize) -> dict:
+    """Each linear weight through ``dequantize(groups)`` (float32 ``[rows, cols/group,
+    group]`` -> its 4-bit round-to-nearest values), as the draft's compute tensors."""
     weights = {}
     for name in harness.encoded_names:
         w = harness.checkpoint[name].to(torch.float32)
         rows, cols = w.shape
         if cols % group:
             raise ValueError(f"{name}: {cols} inputs are not a multiple of group={group}")
-        g = w.reshape(rows, cols // group, group)
-        scale = (g.abs().amax(-1, keepdim=True) / 7).to(torch.bfloat16).to(torch.float32)
+        values = dequantize(w.reshape(rows, cols // group, group))
+        weights[name] = values.reshape(rows, cols).to(torch.bfloat16).to(harness.compute_dtype)
+    return weights
+
+
+def _bf16(x: torch.Tensor) -> torch.Tensor:
+    return x.to(torch.bfloat16).to(torch.float32)
+
+
+def rtn4_draft(harness: AcceptanceHarness, *, group: int = 64) -> Draft:
+    """4-bit round-to-nearest weights (symmetric, scale = max|w| / 7 per ``group``
+    inputs, stored in BF16), a separate copy: 4 + 16/group bits per value."""
+
+    def dequantize(g):
+        scale = _bf16(g.abs().amax(-1, keepdim=True) / 7)
         q = torch.where(scale > 0, torch.round(g / torch.where(scale > 0, scale, 1)), 0).clamp(-8, 7)
-        weights[name] = (q * scale).reshape(rows, cols).to(torch.bfloat16).to(harness.compute_dtype)
+        return q * scale
+
     bits = 4 + 16 / group
-    return Draft(f"4-bit RTN (g{group})", harness.draft_view(weights), weight_bits=bits,
-                 extra_memory_bits=bits, info={"group": group})
+    return Draft(f"4-bit RTN (g{group})", harness.draft_view(_rtn4_copy(harness, group, dequantize)),
+                 weight_bits=bits, extra_memory_bits=bits, info={"group": group})
 
 
 def rtn4_asym_draft(harness: AcceptanceHarness, *, group: int = 32) -> Draft:
     """4-bit round-to-nearest weights, asymmetric: per ``group`` inputs a BF16 scale
     ``(max - min) / 15`` and a BF16 minimum, codes 0..15; a separate copy of
     4 + 32/group bits per value."""
-    weights = {}
-    for name in harness.encoded_names:
-        w = harness.checkpoint[name].to(torch.float32)
-        rows, cols = w.shape
-        if cols % group:
-            raise ValueError(f"{name}: {cols} inputs are not a multiple of group={group}")
-        g = w.reshape(rows, cols // group, group)
-        low = g.amin(-1, keepdim=True).to(torch.bfloat16).to(torch.float32)
-        scale = ((g.amax(-1, keepdim=True) - low) / 15).to(torch.bfloat16).to(torch.float32)
+
+    def dequantize(g):
+        low = _bf16(g.amin(-1, keepdim=True))
+        scale = _bf16((g.amax(-1, keepdim=True) - low) / 15)
         q = torch.where(scale > 0, torch.round((g - low) / torch.where(scale > 0, scale, 1)), 0).clamp(0, 15)
-        weights[name] = (q * scale + low).reshape(rows, cols).to(torch.bfloat16).to(harness.compute_dtype)
+        return q * scale + low
+
     bits = 4 + 32 / group
-    return Draft(f"4-bit RTN asymmetric (g{group})", harness.draft_view(weights), weight_bits=bits,
-                 extra_memory_bits=bits, info={"group": group, "asymmetric": True})
+    return Draft(f"4-bit RTN asymmetric (g{group})", harness.draft_view(_rtn4_copy(harness, group, dequantize)),
+                 weight_bits=bits, extra_memory_bits=bits, info={"group": group, "asymmetric": True})
 
 
 def replace(draft: Draft, **changes) -> Draft:

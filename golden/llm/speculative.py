@@ -178,13 +178,13 @@ def _forward_nodes(model, weights, cache, tree: DraftTree, rows, slots: dict, *,
         slots[node] = start + r
     positions = [base + tree.depths[n] for n in rows]
     end = start + len(rows)
-    plain = positions == list(range(start, end)) and all(
-        len(tree.ancestors_or_self(n) & set(slots)) == sum(1 for s in slots.values() if s <= slots[n]) for n in rows)
-    if plain:
-        return model.forward([tree.tokens[n] for n in rows], weights, cache, start=start, mode=mode)
-    mask = tree_attention_mask(tree, rows, slots, base, end, device=getattr(model, "device", "cpu"))
-    return model.forward([tree.tokens[n] for n in rows], weights, cache, start=start, mode=mode,
-                         positions=positions, attention_mask=mask)
+    tokens = [tree.tokens[n] for n in rows]
+    mask = tree_attention_mask(tree, rows, slots, base, end)
+    causal = torch.ones(len(rows), end, dtype=torch.bool).tril(start)
+    if positions == list(range(start, end)) and torch.equal(mask, causal):
+        return model.forward(tokens, weights, cache, start=start, mode=mode)  # a chain: the plain causal forward
+    return model.forward(tokens, weights, cache, start=start, mode=mode, positions=positions,
+                         attention_mask=mask.to(getattr(model, "device", "cpu")))
 
 
 def _draft_tree(model, draft_weights, cache, tree: DraftTree, policy: DraftPolicy, sampler: Sampler, *, pos: int,
@@ -313,8 +313,8 @@ def _accept(tree: DraftTree, logits: _Verifier, sampler: Sampler):
             if sampler.uniform() < min(1.0, ratio):
                 chosen = token
                 break
-            residual = p.clone()
-            if q is None:
+            if q is None:  # a point mass: what is left of p is p without the token
+                residual = p.clone()
                 residual[token] = 0.0
             else:
                 residual = torch.clamp(p - q, min=0)
@@ -391,8 +391,6 @@ def generate_speculative(
             accepted, correction = _accept(tree, rows, sampler)
             rows.keep_path()
             new = accepted + ([correction] if correction is not None else [])
-            if correction is None:  # the path ended on a candidate without a row: it is the next root
-                cache.truncate(pos + len(new))
             result.proposed += tree.proposed
             result.accepted += len(accepted)
             result.committed += len(new)
