@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from golden.format.codec import bf16_bits, bf16_from_bits, decode, encode, payload_bits
+from golden.format.codec import bf16_bits, bf16_from_bits, decode, encode, payload_bits, round_draft_bits
 from golden.format.params import SPECULATION_STREAMS, FormatParams, keep_count, mantissa_bits_kept
 from golden.format.select import magnitude_topk_mask, wanda_topk_mask
 from golden.llm.datasets import CALIBRATION_TEXTS
@@ -386,16 +386,12 @@ class AcceptanceHarness:
 # ---------------------------------------------------------------------------
 # Draft models
 # ---------------------------------------------------------------------------
-def _truncate_bits(bits: torch.Tensor, truncated_bits: int) -> torch.Tensor:
-    return bits & ((0xFFFF << truncated_bits) & 0xFFFF)
-
-
-def _draft_values(x: torch.Tensor, keep: torch.Tensor, params: FormatParams) -> torch.Tensor:
-    """``decode(encode(x, keep, params), "draft")`` as BF16: bit masks for raw and
-    unary (exponents are lossless there), the golden codec for mx."""
+def _draft_values(x: torch.Tensor, keep: torch.Tensor, params: FormatParams, rounding: str = "truncate") -> torch.Tensor:
+    """``decode(encode(x, keep, params), "draft", rounding=rounding)`` as BF16: bit
+    masks for raw and unary (exponents are lossless there), the golden codec for mx."""
     if params.exponent_coding == "mx":
-        return decode(encode(x, keep, params), "draft").reshape(x.shape)
-    bits = _truncate_bits(bf16_bits(x), params.truncated_bits)
+        return decode(encode(x, keep, params), "draft", rounding=rounding).reshape(x.shape)
+    bits = round_draft_bits(bf16_bits(x), params.truncated_bits, rounding)
     return bf16_from_bits(torch.where(keep, bits, 0)).reshape(x.shape)
 
 
@@ -407,9 +403,11 @@ def plain_draft(harness: AcceptanceHarness) -> Draft:
 def cassandra_draft(harness: AcceptanceHarness, *, prune: float = 0.4, truncate: int = 4,
                     kv_prune: float = 0.0, kv_truncate: int = 4, exponent: str = "unary",
                     selector: str = "wanda", group_size: int = 64, per_kind: dict | None = None,
-                    kv_sample: list | None = None) -> Draft:
+                    kv_sample: list | None = None, rounding: str = "truncate") -> Draft:
     """The Cassandra draft: speculation data of weights and KV cache.
 
+    ``rounding``: how the draft fills truncated mantissa bits (``truncate``, the
+    paper's, or ``midpoint``; ``decode(..., rounding=)``), for weights and KV.
     ``per_kind`` maps a weight-name fragment (``"self_attn"``, ``"mlp"``, the head
     name) to ``(prune, truncate)`` overriding the global setting for those tensors.
     ``kv_sample``: sequences whose KV cache sets the KV bits per value (exact
@@ -426,7 +424,7 @@ def cassandra_draft(harness: AcceptanceHarness, *, prune: float = 0.4, truncate:
         params = FormatParams(group_size=group_size, mantissa_bits=mantissa_bits_kept(t), exponent_coding=exponent)
         w = harness.checkpoint[name]
         keep = harness.mask(name, p, selector, group_size)
-        weights[name] = _draft_values(w, keep, params).to(harness.compute_dtype)
+        weights[name] = _draft_values(w, keep, params, rounding).to(harness.compute_dtype)
         spec, total, _ = harness.stream_bits(("w", name, p, selector), lambda: w, lambda: keep, params)
         spec_bits += spec
         full_bits += total
@@ -441,10 +439,7 @@ def cassandra_draft(harness: AcceptanceHarness, *, prune: float = 0.4, truncate:
         H, T, D = k.shape
         x = torch.stack([k, v]).to(torch.bfloat16).permute(0, 2, 1, 3).reshape(2 * T * H, D)
         keep = magnitude_topk_mask(x, keep=kv_keep, group_size=D)
-        if exponent == "mx":
-            draft = decode(encode(x, keep, kv_params), "draft")
-        else:
-            draft = _draft_values(x, keep, kv_params)
+        draft = _draft_values(x, keep, kv_params, rounding)
         both = draft.reshape(2, T, H, D).permute(0, 2, 1, 3)
         return both[0], both[1]
 
@@ -464,13 +459,14 @@ def cassandra_draft(harness: AcceptanceHarness, *, prune: float = 0.4, truncate:
             kv_full += total
             kv_values += 2 * T * H * D
     name = (f"cassandra {exponent} w{int(prune * 100)}%/t{truncate} kv{int(kv_prune * 100)}%/t{kv_truncate}"
-            + (f" {selector}" if selector != "wanda" else "") + ("".join(f", {kind} {int(pp * 100)}%/t{tt}" for kind, (pp, tt) in per_kind.items())))
+            + (f" {selector}" if selector != "wanda" else "") + (f" {rounding}" if rounding != "truncate" else "") + ("".join(f", {kind} {int(pp * 100)}%/t{tt}" for kind, (pp, tt) in per_kind.items())))
     return Draft(
-        name, harness.draft_view(weights), kv_read=None if (kv_prune == 0 and kv_truncate == 0 and exponent != "mx")
+        name, harness.draft_view(weights), kv_read=None if (kv_prune == 0 and kv_truncate == 0 and exponent != "mx"
+                                                            and rounding == "truncate")
         else kv_read,
         weight_bits=spec_bits / values, kv_bits=(kv_spec / kv_values) if kv_values else float("nan"),
         info={"prune": prune, "truncate": truncate, "kv_prune": kv_prune, "kv_truncate": kv_truncate,
-              "exponent": exponent, "selector": selector, "per_kind": per_kind,
+              "exponent": exponent, "selector": selector, "per_kind": per_kind, "rounding": rounding,
               "weight_full_bits": full_bits / values,
               "kv_full_bits": (kv_full / kv_values) if kv_values else float("nan")},
     )

@@ -32,7 +32,14 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from golden.format.params import BF16_EXPONENT_BITS, BF16_MANTISSA_BITS, MX_ESCAPE_BITS, STREAM_NAMES, FormatParams
+from golden.format.params import (
+    BF16_EXPONENT_BITS,
+    BF16_MANTISSA_BITS,
+    DRAFT_ROUNDINGS,
+    MX_ESCAPE_BITS,
+    STREAM_NAMES,
+    FormatParams,
+)
 
 from .common import (
     COMMAND_GROUP_BITS,
@@ -104,6 +111,11 @@ class Decoder(wiring.Component):
         Unary coding: exponent-stream bits the code parser looks at per clock, a
         multiple of 64. Default ``max(64, 8 * lanes)`` rounded up to 64: a beat of
         all-kept values runs at full rate while its codes average at most 8 bits.
+    draft_rounding : {"truncate", "midpoint"}
+        Raw and unary coding: how draft commands fill a kept value's truncated
+        mantissa bits (docs/FORMAT.md, section 8): zeros, or the highest of them set
+        in a normal value (one constant bit behind a mux). Full commands are exact
+        either way.
 
     Ports
     -----
@@ -123,9 +135,14 @@ class Decoder(wiring.Component):
     """
 
     def __init__(self, params: FormatParams, *, lanes: int = 8, word_bits: int = 64,
-                 unary_window_bits: int | None = None):
+                 unary_window_bits: int | None = None, draft_rounding: str = "truncate"):
         with parameter_checks(self):
             self._check(params, lanes, word_bits, unary_window_bits)
+            if draft_rounding not in DRAFT_ROUNDINGS:
+                raise ValueError(f"draft_rounding={draft_rounding!r} is not one of {DRAFT_ROUNDINGS}")
+            if draft_rounding != "truncate" and params.exponent_coding == "mx":
+                raise ValueError(f"draft_rounding={draft_rounding!r} is defined for raw and unary coding, not mx")
+        self.draft_rounding = draft_rounding
         self.params = params
         self.lanes = lanes
         self.word_bits = word_bits
@@ -494,7 +511,11 @@ class Decoder(wiring.Component):
             high = sm_field[:mant_keep] if mant_keep else Const(0, 0)
             sign = sm_field[mant_keep]
             low = kept_lanes[j][smw + 8:] if ml is not None else Const(0, 0)
-            draft = Cat(Const(0, trunc), high, exponent, sign)
+            fill = Const(0, trunc)
+            if self.draft_rounding == "midpoint" and trunc:
+                normal = (exponent != 0) & (exponent != 0xFF)
+                fill = Mux(normal, Const(1 << (trunc - 1), trunc), fill)
+            draft = Cat(fill, high, exponent, sign)
             exact = Cat(low, high, exponent, sign)
             values.append(Mux(l2.mask[j], Mux(l2.full, exact, draft), Mux(l2.full, pruned_lanes[j], 0)))
         m.d.comb += [

@@ -291,7 +291,7 @@ def _command(job, word_bits: int) -> DecoderCommand:
 def run_decoder(params: FormatParams, phases: list[list], *, lanes: int, word_bits: int = 64,
                 idle: float = 0.0, backpressure: float = 0.0, seed: int = 0, codebook=None,
                 reset_after_beats: int | None = None, unary_window_bits: int | None = None,
-                vcd: str | None = None) -> list[DecodeRun]:
+                vcd: str | None = None, draft_rounding: str = "truncate") -> list[DecodeRun]:
     """Decode each phase's commands back to back on ``hw.decoder.Decoder``; return one
     :class:`DecodeRun` per phase.
 
@@ -302,9 +302,10 @@ def run_decoder(params: FormatParams, phases: list[list], *, lanes: int, word_bi
     clock domain is reset. With ``reset_after_beats``, every phase but the last is
     cut short by that reset once that many beats were received (reset in
     mid-stream); the last phase must then decode completely, and nothing more may
-    come out after it.
+    come out after it. ``draft_rounding`` is the decoder's parameter.
     """
-    dut = Decoder(params, lanes=lanes, word_bits=word_bits, unary_window_bits=unary_window_bits)
+    dut = Decoder(params, lanes=lanes, word_bits=word_bits, unary_window_bits=unary_window_bits,
+                  draft_rounding=draft_rounding)
     phases = [[_command(job, word_bits) for job in jobs] for jobs in phases]
     rng = random.Random(seed)
     ports = ("cmd", *STREAM_NAMES)

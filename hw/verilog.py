@@ -2,7 +2,8 @@
 
     python -m hw.verilog --out build/verilog [--lanes 8] [--word-bits 64] [--exponent unary]
                          [--truncate 4] [--group-size 64] [--superblock-groups 64]
-                         [--unary-max 8] [--mx-block 16] [--prefix kv_] [--no-lint]
+                         [--unary-max 8] [--mx-block 16] [--prefix kv_] [--draft-rounding midpoint]
+                         [--no-lint]
 
 Writes, for the configuration given (defaults: the paper's format, 8 lanes, 64-bit words):
 
@@ -36,7 +37,7 @@ from amaranth.back import verilog
 from amaranth.hdl import Shape, Value
 from amaranth.lib import data, wiring
 
-from golden.format.params import FormatParams, add_format_arguments, format_params_from_arguments
+from golden.format.params import DRAFT_ROUNDINGS, FormatParams, add_format_arguments, format_params_from_arguments
 
 from .common import WORD_BITS_CHOICES
 
@@ -194,13 +195,14 @@ def _stale_files(out: Path, written: set[str]) -> list[Path]:
 
 
 def build(params: FormatParams, *, lanes: int, word_bits: int, out: Path, run_lint: bool = True,
-          prefix: str = "", progress=None, only=None) -> dict:
+          prefix: str = "", progress=None, only=None, draft_rounding: str = "truncate") -> dict:
     """Write the Verilog, port maps, config and lint report; return a summary.
 
     ``prefix`` starts every module and file name; ``progress`` (a function of one
     line of text), when given, hears of each step; ``only`` (names without the
     prefix, e.g. ``("cassandra_decoder",)``), when given, limits the designs written
-    to those (the simulation builds use it)."""
+    to those (the simulation builds use it). ``draft_rounding`` is the decoders'
+    parameter (how draft commands fill truncated mantissa bits)."""
     from .axis import DecoderAXIS, EncoderAXIS
     from .decoder import Decoder
     from .encoder import ENCODER_EXPONENT_CODINGS, Encoder
@@ -226,7 +228,9 @@ def build(params: FormatParams, *, lanes: int, word_bits: int, out: Path, run_li
         skipped = {name: reason for name, reason in skipped.items() if name in wanted}
         if skipped:
             raise ValueError("; ".join(skipped.values()))
-    designs = {name: design(params, lanes=lanes, word_bits=word_bits) for name, design in designs.items()}
+    options = {Decoder: {"draft_rounding": draft_rounding}, DecoderAXIS: {"draft_rounding": draft_rounding}}
+    designs = {name: design(params, lanes=lanes, word_bits=word_bits, **options.get(design, {}))
+               for name, design in designs.items()}
     out.mkdir(parents=True, exist_ok=True)
     written = {f"{name}.{ext}" for name in designs for ext in ("v", "md")}
     removed = _stale_files(out, written)
@@ -236,6 +240,7 @@ def build(params: FormatParams, *, lanes: int, word_bits: int, out: Path, run_li
     for reason in skipped.values():
         say(reason)
     summary = {"params": params.as_dict(), "lanes": lanes, "word_bits": word_bits, "prefix": prefix,
+               "draft_rounding": draft_rounding,
                "files": {}, "skipped": skipped, "removed": [path.name for path in removed], "lint": {}}
     for name, component in designs.items():
         say(f"converting {name} ...")
@@ -274,12 +279,15 @@ def main(argv=None) -> int:
     add_format_arguments(parser)
     parser.add_argument("--prefix", default="",
                         help="start of every module and file name, e.g. kv_ (default none)")
+    parser.add_argument("--draft-rounding", choices=DRAFT_ROUNDINGS, default="truncate",
+                        help="decoder draft commands: truncated mantissa bits as zeros (default) or the middle of "
+                             "the truncated interval (midpoint; raw and unary)")
     parser.add_argument("--no-lint", action="store_true", help="skip the Verilator lint")
     args = parser.parse_args(argv)
     try:
         params = format_params_from_arguments(args)
         summary = build(params, lanes=args.lanes, word_bits=args.word_bits, out=args.out,
-                        run_lint=not args.no_lint, prefix=args.prefix,
+                        run_lint=not args.no_lint, prefix=args.prefix, draft_rounding=args.draft_rounding,
                         progress=lambda text: print(text, flush=True))
     except (TypeError, ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -36,6 +36,7 @@ class DecodeJob:
 
     enc: EncodedTensor
     full: bool
+    rounding: str = "truncate"  # draft commands: the decoder's draft_rounding
 
     @property
     def groups(self) -> int:
@@ -44,7 +45,9 @@ class DecodeJob:
     @property
     def expected(self) -> list[int]:
         """The 16-bit patterns the decoder must put out (golden ``decode``)."""
-        return bf16_bits(decode(self.enc, "full" if self.full else "draft")).reshape(-1).tolist()
+        if self.full:
+            return bf16_bits(decode(self.enc, "full")).reshape(-1).tolist()
+        return bf16_bits(decode(self.enc, "draft", rounding=self.rounding)).reshape(-1).tolist()
 
     def words(self, word_bits: int) -> dict[str, list[int]]:
         """The words each stream carries for this command (verification streams in full mode only)."""

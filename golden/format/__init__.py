@@ -20,11 +20,11 @@ import importlib
 
 #: public name -> the module that defines it
 EXPORTS = {
-    **dict.fromkeys(("EXPONENT_CODINGS", "SPECULATION_STREAMS", "STREAM_NAMES", "VERIFICATION_STREAMS",
-                     "FormatParams", "keep_count", "mantissa_bits_kept"), "golden.format.params"),
+    **dict.fromkeys(("DRAFT_ROUNDINGS", "EXPONENT_CODINGS", "SPECULATION_STREAMS", "STREAM_NAMES",
+                     "VERIFICATION_STREAMS", "FormatParams", "keep_count", "mantissa_bits_kept"), "golden.format.params"),
     **dict.fromkeys(("CassandraFormatError", "EncodedTensor"), "golden.format.container"),
-    **dict.fromkeys(("DECODE_MODES", "bf16_bits", "bf16_from_bits", "decode", "decode_bitmap", "encode",
-                     "payload_bits", "unary_codebook"), "golden.format.codec"),
+    **dict.fromkeys(("DECODE_MODES", "bf16_bits", "bf16_from_bits", "decode", "decode_bitmap",
+                     "encode", "payload_bits", "round_draft_bits", "unary_codebook"), "golden.format.codec"),
     **dict.fromkeys(("activation_l2_norm", "magnitude_topk_mask", "wanda_topk_mask"), "golden.format.select"),
 }
 

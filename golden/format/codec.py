@@ -28,6 +28,7 @@ from .bitstream import (
 from .container import CassandraFormatError, EncodedTensor
 from .params import (
     BF16_BITS,
+    DRAFT_ROUNDINGS,
     MX_ESCAPE_BITS,
     FormatParams,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "unary_codebook",
     "bf16_bits",
     "bf16_from_bits",
+    "round_draft_bits",
 ]
 
 DECODE_MODES = ("draft", "full")
@@ -57,6 +59,27 @@ _DECODE_CHUNK_VALUES = 1 << 20
 def bf16_bits(x: torch.Tensor) -> torch.Tensor:
     """BF16 tensor -> int64 tensor of its 16-bit patterns (0..65535), same shape."""
     return x.contiguous().view(torch.int16).to(torch.int64) & 0xFFFF
+
+
+def round_draft_bits(bits: torch.Tensor, truncated_bits: int, rounding: str = "truncate") -> torch.Tensor:
+    """Draft patterns of raw / unary kept values from their 16-bit patterns ``bits``.
+
+    ``truncate`` zeros the ``truncated_bits`` low mantissa bits. ``midpoint`` also
+    sets the highest of them for a normal value (``1 <= e <= 254``): the middle of
+    the interval the truncated value stands for, so the draft's error is centred
+    on zero instead of always shrinking the magnitude. Zeros, subnormals,
+    infinities and NaN keep the truncated pattern. Works on any int tensor of
+    patterns 0..65535; the speculation data holds everything it reads.
+    """
+    if rounding not in DRAFT_ROUNDINGS:
+        raise ValueError(f"rounding={rounding!r} is not one of {DRAFT_ROUNDINGS}")
+    if not 0 <= truncated_bits <= 7:
+        raise ValueError(f"truncated_bits={truncated_bits} is out of range 0..7")
+    out = bits & ((0xFFFF << truncated_bits) & 0xFFFF)
+    if rounding == "midpoint" and truncated_bits > 0:
+        exponent = (bits >> 7) & 0xFF
+        out = torch.where((exponent >= 1) & (exponent <= 254), out | (1 << (truncated_bits - 1)), out)
+    return out
 
 
 def bf16_from_bits(bits: torch.Tensor) -> torch.Tensor:
@@ -303,7 +326,8 @@ def encode(
 # ---------------------------------------------------------------------------
 # decode
 # ---------------------------------------------------------------------------
-def decode(encoded: EncodedTensor, mode: str = "full", *, superblocks: tuple[int, int] | None = None) -> torch.Tensor:
+def decode(encoded: EncodedTensor, mode: str = "full", *, superblocks: tuple[int, int] | None = None,
+           rounding: str = "truncate") -> torch.Tensor:
     """Decode an encoded tensor.
 
     Parameters
@@ -317,6 +341,10 @@ def decode(encoded: EncodedTensor, mode: str = "full", *, superblocks: tuple[int
         Decode only superblocks ``start .. stop-1``, starting from the
         per-superblock offsets without reading anything before them. The
         result is then the flat run of values those superblocks hold.
+    rounding : {"truncate", "midpoint"}
+        Draft decode of raw / unary codings only: ``midpoint`` sets the highest
+        truncated mantissa bit of every normal kept value (see
+        :func:`round_draft_bits`). A reader's choice: the streams are the same.
 
     Returns
     -------
@@ -329,6 +357,12 @@ def decode(encoded: EncodedTensor, mode: str = "full", *, superblocks: tuple[int
         raise ValueError(f"mode={mode!r} is not one of {DECODE_MODES}")
     if mode == "full" and not encoded.has_verification:
         raise ValueError("full decode needs the verification streams; this tensor was read with part='speculation'")
+    if rounding not in DRAFT_ROUNDINGS:
+        raise ValueError(f"rounding={rounding!r} is not one of {DRAFT_ROUNDINGS}")
+    if rounding != "truncate" and mode != "draft":
+        raise ValueError(f"rounding={rounding!r} applies to draft decode only, not mode={mode!r}")
+    if rounding != "truncate" and encoded.params.exponent_coding == "mx":
+        raise ValueError(f"rounding={rounding!r} is defined for raw and unary coding, not mx")
     n_sb = encoded.num_superblocks
     if superblocks is None:
         start, stop = 0, n_sb
@@ -338,7 +372,7 @@ def decode(encoded: EncodedTensor, mode: str = "full", *, superblocks: tuple[int
             raise ValueError(f"superblocks=({start}, {stop}) is out of range for {n_sb} superblocks")
     per_chunk = max(1, _DECODE_CHUNK_VALUES // encoded.params.superblock_values)
     parts = [
-        _decode_range(encoded, mode, lo, min(lo + per_chunk, stop)) for lo in range(start, stop, per_chunk)
+        _decode_range(encoded, mode, lo, min(lo + per_chunk, stop), rounding) for lo in range(start, stop, per_chunk)
     ]
     out = torch.cat(parts) if parts else torch.zeros(0, dtype=torch.int64)
     values = bf16_from_bits(out)
@@ -369,7 +403,7 @@ def _slice_stream(stream: PackedStream, start: int, stop: int):
     return stream.words[lo * 2 : hi * 2], offsets[start : stop + 1] - lo
 
 
-def _decode_range(enc: EncodedTensor, mode: str, start: int, stop: int) -> torch.Tensor:
+def _decode_range(enc: EncodedTensor, mode: str, start: int, stop: int, rounding: str = "truncate") -> torch.Tensor:
     """Decode superblocks start..stop-1 into a flat int64 tensor of bit patterns."""
     p = enc.params
     G, sb_values = p.group_size, p.superblock_values
@@ -410,7 +444,7 @@ def _decode_range(enc: EncodedTensor, mode: str, start: int, stop: int) -> torch
     out = torch.zeros(n, dtype=torch.int64)
     if p.exponent_coding != "mx":
         if mode == "draft":
-            out[kept_idx] = (sign << 15) | (exponent << 7) | (high << t)
+            out[kept_idx] = round_draft_bits((sign << 15) | (exponent << 7) | (high << t), t, rounding)
         else:
             words, offs = _slice_stream(enc.streams["mantissa_low"], start, stop)
             ml_off = _field_offsets("mantissa_low", torch.full((num_kept,), t, dtype=torch.int64), k_sb, offs)

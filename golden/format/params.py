@@ -35,6 +35,9 @@ BF16_EXPONENT_BITS = 8
 #: Exponent codings: ``raw`` (8 bits), ``unary`` (Cassandra-1, lossless) and
 #: ``mx`` (Cassandra-2, shared exponent for the draft; full decode still exact).
 EXPONENT_CODINGS = ("raw", "unary", "mx")
+#: How a draft decode fills the truncated mantissa bits of a kept value (docs/FORMAT.md, section 8): ``truncate``
+#: zeros (the paper's), ``midpoint`` the middle of the truncated interval. A reader's choice; the streams are the same.
+DRAFT_ROUNDINGS = ("truncate", "midpoint")
 
 #: Streams in container order. The speculation streams come first so that a
 #: draft-only reader reads one contiguous prefix of the file.

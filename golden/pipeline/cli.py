@@ -7,7 +7,13 @@ import json
 import sys
 import time
 
-from golden.format.params import DEFAULT_PRUNE_RATIO, FormatParams, add_format_arguments, format_params_from_arguments
+from golden.format.params import (
+    DEFAULT_PRUNE_RATIO,
+    DRAFT_ROUNDINGS,
+    FormatParams,
+    add_format_arguments,
+    format_params_from_arguments,
+)
 
 __all__ = ["main"]
 
@@ -196,6 +202,9 @@ def _add_pipeline_args(g: argparse.ArgumentParser) -> None:
     add_format_arguments(g, ("exponent_coding",), help_prefix="weights and KV: ")
     add_format_arguments(g, ("group_size",), help_prefix="weights: ")
     g.add_argument("--selector", choices=("wanda", "magnitude"), default="wanda", help="weight selection (default wanda)")
+    g.add_argument("--draft-rounding", choices=DRAFT_ROUNDINGS, default="truncate",
+                   help="how the draft fills the truncated mantissa bits of weights and KV: truncate (zeros, the "
+                        "paper's; default) or midpoint (the middle of the truncated interval; raw and unary coding)")
     g.add_argument("--sample", action="store_true", help="sample (rejection-sampling acceptance) instead of greedy")
     g.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1.0)")
     g.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
@@ -221,8 +230,10 @@ def _pipeline_config(args):
         sample=args.sample, temperature=args.temperature, seed=args.seed, device=args.device,
         compute_dtype=args.compute_dtype, verify=args.verify, tree=args.tree, threshold=args.threshold,
         lookup=args.lookup, lookup_min=args.lookup_min, lookup_max=args.lookup_max, width=args.width,
+        draft_rounding=args.draft_rounding,
     )
     cfg.policy()  # every draft option checked before any model work
+    cfg.check_draft_rounding()
     return cfg
 
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 
 from golden.format.codec import EncodedTensor, bf16_bits, decode, encode, unary_codebook
-from golden.format.params import FormatParams, keep_count
+from golden.format.params import DRAFT_ROUNDINGS, FormatParams, keep_count
 from golden.format.select import magnitude_topk_mask, wanda_topk_mask
 from golden.llm.llama import LINEAR_SUFFIXES, DenseKVCache, Llama, LlamaConfig
 
@@ -115,6 +115,8 @@ class CassandraWeights:
         Required for ``wanda``.
     device, compute_dtype
         Where and in what dtype decoded tensors are served.
+    draft_rounding : {"truncate", "midpoint"}
+        How the draft view fills truncated mantissa bits (``decode(..., rounding=)``).
     """
 
     def __init__(
@@ -129,13 +131,17 @@ class CassandraWeights:
         device="cpu",
         compute_dtype=torch.float32,
         progress: bool = False,
+        draft_rounding: str = "truncate",
     ):
+        if draft_rounding not in DRAFT_ROUNDINGS:
+            raise ValueError(f"draft_rounding={draft_rounding!r} is not one of {DRAFT_ROUNDINGS}")
         if selector not in SELECTORS:
             raise ValueError(f"selector={selector!r} is not one of {SELECTORS}")
         if selector == "wanda" and calibration is None:
             raise ValueError("the wanda selector needs a calibration (activation norms)")
         self.config = config
         self.params = params
+        self.draft_rounding = draft_rounding
         self.prune_ratio = prune_ratio
         self.selector = selector
         self.device = torch.device(device)
@@ -199,7 +205,9 @@ class CassandraWeights:
         return self._views[mode]
 
     def _decoded(self, name: str, mode: str) -> torch.Tensor:
-        return decode(self.encoded(name, mode), mode).to(device=self.device, dtype=self.compute_dtype)
+        rounding = self.draft_rounding if mode == "draft" else "truncate"
+        return decode(self.encoded(name, mode), mode, rounding=rounding).to(device=self.device,
+                                                                             dtype=self.compute_dtype)
 
     def _embedding_rows(self) -> torch.Tensor:
         """Full decode of the tied head, made once and shared by both views."""
@@ -255,13 +263,17 @@ class CassandraKVCache:
         kv_prune_ratio: float = 0.0,
         codebooks: list | None = None,
         device="cpu",
+        draft_rounding: str = "truncate",
     ):
+        if draft_rounding not in DRAFT_ROUNDINGS:
+            raise ValueError(f"draft_rounding={draft_rounding!r} is not one of {DRAFT_ROUNDINGS}")
         if params.group_size != config.head_dim:
             raise ValueError(
                 f"KV group_size={params.group_size} must equal head_dim={config.head_dim} (one group per head vector)"
             )
         self.config = config
         self.params = params
+        self.draft_rounding = draft_rounding
         self.keep = keep_count(config.head_dim, kv_prune_ratio)
         self.codebooks = codebooks
         self.max_len = max_len
@@ -307,7 +319,8 @@ class CassandraKVCache:
         self._truncate_layer(layer, start)
         enc = self._encode(layer, k, v)
         for m in ("draft", "full") if mode == "full" else ("draft",):
-            both = decode(enc, m).reshape(2, T, H, D).permute(0, 2, 1, 3)
+            rounding = self.draft_rounding if m == "draft" else "truncate"
+            both = decode(enc, m, rounding=rounding).reshape(2, T, H, D).permute(0, 2, 1, 3)
             self.buffers[(m, "k")][layer][:, start:end] = both[0].to(self.buffers[(m, "k")][layer].device)
             self.buffers[(m, "v")][layer][:, start:end] = both[1].to(self.buffers[(m, "v")][layer].device)
         self.chunks[layer].append((start, T, enc.speculation_bits, enc.verification_bits, mode))

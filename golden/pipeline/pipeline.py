@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from golden.format.params import DEFAULT_PRUNE_RATIO, FormatParams, mantissa_bits_kept
+from golden.format.params import DEFAULT_PRUNE_RATIO, DRAFT_ROUNDINGS, FormatParams, mantissa_bits_kept
 from golden.llm.datasets import CALIBRATION_TEXTS
 from golden.llm.drafting import DraftPolicy
 from golden.llm.llama import DenseKVCache, Llama, dense_weights, load_checkpoint
@@ -40,6 +40,7 @@ class PipelineConfig:
     exponent: str = _FORMAT_DEFAULTS.exponent_coding
     group_size: int = _FORMAT_DEFAULTS.group_size
     selector: str = "wanda"
+    draft_rounding: str = "truncate"  # how the draft fills truncated mantissa bits: truncate or midpoint
     sample: bool = False
     temperature: float = 1.0
     seed: int = 0
@@ -58,6 +59,13 @@ class PipelineConfig:
         """What a round proposes (checked here, before any model work)."""
         return DraftPolicy(gamma=self.gamma, tree=self.tree, threshold=self.threshold, lookup=self.lookup,
                            lookup_min=self.lookup_min, lookup_max=self.lookup_max, width=self.width)
+
+    def check_draft_rounding(self) -> None:
+        if self.draft_rounding not in DRAFT_ROUNDINGS:
+            raise ValueError(f"draft_rounding={self.draft_rounding!r} is not one of {DRAFT_ROUNDINGS}")
+        if self.draft_rounding != "truncate" and self.exponent == "mx":
+            raise ValueError(f"draft_rounding={self.draft_rounding!r} is defined for raw and unary exponent coding, "
+                             "not mx")
 
     def weight_params(self) -> FormatParams:
         m = mantissa_bits_kept(self.truncate, label=f"truncate={self.truncate!r}")
@@ -129,6 +137,7 @@ class Pipeline:
         if config.device.startswith("cuda") and not torch.cuda.is_available():
             raise ValueError(f"device={config.device!r} asked for, but torch sees no CUDA GPU")
         weight_params = config.weight_params()
+        config.check_draft_rounding()
         self.policy = config.policy()
         t0 = time.perf_counter()
         self.model_config, checkpoint = load_checkpoint(config.model)
@@ -159,6 +168,7 @@ class Pipeline:
             device=config.device,
             compute_dtype=dtype,
             progress=progress,
+            draft_rounding=config.draft_rounding,
         )
         del checkpoint
         self.kv_params = kv_params
@@ -178,6 +188,7 @@ class Pipeline:
             kv_prune_ratio=self.config.kv_prune,
             codebooks=self.kv_codebooks,
             device=self.config.device,
+            draft_rounding=self.config.draft_rounding,
         )
 
     def plain_bytes(self, context: int) -> int:

@@ -58,8 +58,10 @@ def test_draft_values_equal_golden_draft_decode():
     for coding in ("raw", "unary"):
         params = FormatParams(mantissa_bits=2, exponent_coding=coding)
         keep = magnitude_topk_mask(x, keep=keep_count(64, 0.4), group_size=64)
-        fast = _draft_values(x, keep, params)
-        assert torch.equal(bf16_bits(fast), bf16_bits(decode(encode(x, keep, params), "draft")).reshape(x.shape))
+        for rounding in ("truncate", "midpoint"):
+            fast = _draft_values(x, keep, params, rounding)
+            golden = decode(encode(x, keep, params), "draft", rounding=rounding)
+            assert torch.equal(bf16_bits(fast), bf16_bits(golden).reshape(x.shape)), (coding, rounding)
 
 
 def test_teacher_forcing_equals_a_real_run_when_exact(harness, sequences):

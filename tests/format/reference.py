@@ -65,6 +65,25 @@ def draft_bits(bits: np.ndarray, keep: np.ndarray, params: FormatParams) -> np.n
     return np.where(keep, out, 0)
 
 
+def midpoint_draft_bits(bits: np.ndarray, keep: np.ndarray, params: FormatParams) -> np.ndarray:
+    """The midpoint draft decode (raw, unary) by its definition: a kept normal value
+    (1 <= e <= 254) is truncated toward zero to a quantum of 2**(e - 127 - m) and
+    moved half a quantum away from zero when bits are truncated; every other value
+    drafts as with truncation."""
+    bits = bits.reshape(-1).astype(np.int64)
+    truncated = draft_bits(bits, keep, params)
+    e = (bits >> 7) & 0xFF
+    if params.mantissa_bits == 7:
+        return truncated
+    value = float64_of_bits(truncated)
+    half = np.ldexp(1.0, (e - 127 - params.mantissa_bits - 1).astype(np.int32))
+    normal = keep.reshape(-1).astype(bool) & (e >= 1) & (e <= 254)
+    with np.errstate(invalid="ignore", over="ignore"):
+        moved = np.where(normal, np.sign(value) * (np.abs(value) + half), value)
+    out = bits_of_float64(np.where(normal, moved, 0.0)) | ((bits >> 15) << 15)
+    return np.where(normal, out, truncated)
+
+
 def unary_exponent_bits(bits: np.ndarray, keep: np.ndarray, codebook, L: int) -> int:
     exps = ((bits.reshape(-1)[keep.reshape(-1)] >> 7) & 0xFF).tolist()
     rank = {int(c): i for i, c in enumerate(codebook)}

@@ -8,7 +8,7 @@ import torch
 
 from golden import FormatParams, bf16_bits, bf16_from_bits, decode, encode, magnitude_topk_mask
 from golden.format.params import EXPONENT_CODINGS
-from tests.format.reference import draft_bits
+from tests.format.reference import draft_bits, midpoint_draft_bits
 
 ALL_PATTERNS = torch.arange(65536, dtype=torch.int64)
 
@@ -51,6 +51,40 @@ def test_all_patterns_full_exact_and_draft_by_definition(coding, mantissa_bits, 
             f"{coding} m={mantissa_bits} {kind}: draft differs at {mismatch[:5]}: "
             f"got {[hex(v) for v in draft[mismatch[:5]]]}, want {[hex(v) for v in expected[mismatch[:5]]]}"
         )
+
+
+@pytest.mark.parametrize("coding", ["raw", "unary"])
+@pytest.mark.parametrize("mantissa_bits", range(8))
+def test_all_patterns_midpoint_draft_by_definition(coding, mantissa_bits):
+    """``rounding="midpoint"``: normal kept values sit half a quantum above the
+    truncated magnitude; zeros, subnormals, Inf and NaN draft as truncated; the
+    full decode is untouched."""
+    x = _patterns("shuffled")
+    original = bf16_bits(x)
+    for kind in ("all", "random") if mantissa_bits == 3 else ("all",):  # "all": every pattern kept
+        keep = _mask(kind, x)
+        params = FormatParams(group_size=64, mantissa_bits=mantissa_bits, exponent_coding=coding, superblock_groups=16)
+        enc = encode(x, keep, params)
+        draft = bf16_bits(decode(enc, "draft", rounding="midpoint")).numpy().reshape(-1)
+        expected = midpoint_draft_bits(original.numpy(), keep.numpy(), params)
+        mismatch = np.nonzero(draft != expected)[0]
+        assert mismatch.size == 0, (
+            f"{coding} m={mantissa_bits} {kind}: midpoint draft differs at {mismatch[:5]}: "
+            f"got {[hex(v) for v in draft[mismatch[:5]]]}, want {[hex(v) for v in expected[mismatch[:5]]]}"
+        )
+        assert torch.equal(bf16_bits(decode(enc, "full")), original)
+
+
+def test_draft_rounding_errors():
+    x = _patterns("sorted")
+    keep = _mask("topk", x)
+    enc = encode(x, keep, FormatParams(exponent_coding="unary"))
+    with pytest.raises(ValueError, match="rounding='nearest' is not one of"):
+        decode(enc, "draft", rounding="nearest")
+    with pytest.raises(ValueError, match="applies to draft decode only"):
+        decode(enc, "full", rounding="midpoint")
+    with pytest.raises(ValueError, match="not mx"):
+        decode(encode(x, keep, FormatParams(exponent_coding="mx")), "draft", rounding="midpoint")
 
 
 def test_draft_sees_no_verification_bits():

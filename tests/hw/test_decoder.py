@@ -30,7 +30,7 @@ def _codebook(enc):
 
 
 def check(params: FormatParams, tensors, *, lanes: int, word_bits: int = 64, keep=None, modes=(False, True),
-          codebook=None, seed: int = 0, **run_options):
+          codebook=None, seed: int = 0, draft_rounding: str = "truncate", **run_options):
     """Encode each tensor, decode it once per mode on the RTL, compare with golden."""
     keep = keep_count(params.group_size, 0.4) if keep is None else keep
     jobs = []
@@ -38,10 +38,10 @@ def check(params: FormatParams, tensors, *, lanes: int, word_bits: int = 64, kee
         # one run-time codebook for the run: the first tensor's, unless given
         enc = encode_tensor(tensor, params, keep=keep, codebook=codebook)
         codebook = _codebook(enc)
-        jobs += [DecodeJob(enc, full) for full in modes]
+        jobs += [DecodeJob(enc, full, draft_rounding) for full in modes]
     codebook = _codebook(jobs[0].enc)
     run = run_decoder(params, [jobs], lanes=lanes, word_bits=word_bits, codebook=codebook, seed=seed,
-                      **run_options)[-1]
+                      draft_rounding=draft_rounding, **run_options)[-1]
     expected = [value for job in jobs for value in job.expected]
     assert len(run.values) == len(expected)
     mismatches = [(i, got, want) for i, (got, want) in enumerate(zip(run.values, expected)) if got != want]
@@ -100,6 +100,16 @@ def test_all_bf16_patterns(coding):
     x = bf16_from_bits(bits).reshape(256, 256)
     check(params, [x], lanes=8, word_bits=128, keep=38, modes=(True,))
     check(params, [x[:64]], lanes=8, word_bits=128, keep=64, modes=(False,))
+
+
+@pytest.mark.parametrize("coding", ["raw", "unary"])
+def test_midpoint_draft_rounding(coding):
+    """``draft_rounding="midpoint"``: special values (zeros, subnormals, Inf, NaN keep
+    the truncated pattern) and weights, draft and full, with stalls."""
+    params = FormatParams(group_size=16, mantissa_bits=2, exponent_coding=coding, superblock_groups=2,
+                          unary_max_code_length=4)
+    x = special_values(16 * 12, seed=5).reshape(4, 48)
+    check(params, [x, weights(3, 32, seed=6)], lanes=8, keep=11, draft_rounding="midpoint", **STALLS)
 
 
 @pytest.mark.parametrize("max_code", [1, 3, 8, 16])
@@ -203,6 +213,8 @@ def test_codes_of_any_length_at_full_rate():
     ({"lanes": 16, "params": FormatParams(group_size=8)}, "lanes=16 is larger than group_size=8"),
     ({"word_bits": 48}, "word_bits=48 is not one of"),
     ({"unary_window_bits": 8}, "unary_window_bits=8 must be a multiple of 64 in 64..1024"),
+    ({"draft_rounding": "nearest"}, "draft_rounding='nearest' is not one of"),
+    ({"draft_rounding": "midpoint", "params": FormatParams(exponent_coding="mx")}, "not mx"),
     ({"unary_window_bits": 96}, "unary_window_bits=96 must be a multiple of 64"),
     ({"lanes": 32}, "lanes=32 is not supported"),
 ])

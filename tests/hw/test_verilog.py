@@ -135,6 +135,7 @@ def test_stale_files_are_removed(tmp_path, capsys):
     (["--lanes", "32"], "lanes=32 is not supported"),
     (["--prefix", "9x"], "prefix='9x' must be empty or a Verilog identifier start"),
     (["--prefix", "a-b"], "prefix='a-b'"),
+    (["--draft-rounding", "midpoint", "--exponent", "mx"], "not mx"),
 ])
 def test_bad_parameters_are_named(tmp_path, capsys, argv, message):
     assert main(["--out", str(tmp_path), "--no-lint", *argv]) == 2
@@ -142,7 +143,7 @@ def test_bad_parameters_are_named(tmp_path, capsys, argv, message):
 
 
 @pytest.mark.parametrize("argv", [
-    ["--lanes", "4", "--exponent", "raw", "--word-bits", "32"],
+    ["--lanes", "4", "--exponent", "raw", "--word-bits", "32", "--draft-rounding", "midpoint"],
     ["--lanes", "16", "--exponent", "mx", "--word-bits", "256", "--mx-block", "2"],
     pytest.param(["--lanes", "16", "--group-size", "16", "--truncate", "7", "--superblock-groups", "1"],
                  marks=pytest.mark.long),  # 2 min of lint: `make test-long`
@@ -150,7 +151,7 @@ def test_bad_parameters_are_named(tmp_path, capsys, argv, message):
 ], ids=["raw-l4-w32", "mx-l16-w256", "l16-g16-m0-s1", "unary-l8-m7-L1"])
 def test_lint_other_configurations(tmp_path, argv):
     """Edge configurations (one beat per group, one group per superblock, m = 0
-    and m = 7, L_max = 1) lint with justified kinds only."""
+    and m = 7, L_max = 1, a midpoint-rounding decoder) lint with justified kinds only."""
     assert main(["--out", str(tmp_path), *argv]) == 0
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["unjustified_lint"] == []

@@ -7,9 +7,20 @@ import pytest
 import torch
 
 from golden.format.params import FormatParams
-from golden.llm.drafting import DraftPolicy, DraftTree, ngram_lookup, parse_tree, tree_attention_mask
+from golden.llm.drafting import (
+    DraftPolicy,
+    DraftTree,
+    ngram_lookup,
+    parse_tree,
+    tree_attention_mask,
+)
 from golden.llm.llama import DenseKVCache, Llama, dense_weights, load_checkpoint
-from golden.llm.speculative import Sampler, _accept, generate_plain, generate_speculative
+from golden.llm.speculative import (
+    Sampler,
+    _accept,
+    generate_plain,
+    generate_speculative,
+)
 from golden.pipeline.encoded_model import CassandraKVCache, CassandraWeights
 from tests.tiny_model import make_tiny_checkpoint
 
@@ -210,6 +221,27 @@ def test_greedy_lossless_every_mode(tiny, policy):
                 assert sum(c[1] for c in cache.chunks[0]) == cache.length
 
 
+@pytest.mark.parametrize("policy", [DraftPolicy(gamma=4), DraftPolicy(gamma=4, tree="dynamic:10", width=3)],
+                         ids=lambda p: p.describe())
+def test_greedy_lossless_with_midpoint_draft(tiny, policy):
+    """A midpoint draft (weights and KV) changes what is proposed, not the output."""
+    config, ckpt, _ = tiny
+    weights = CassandraWeights(config, ckpt, FormatParams(group_size=16, mantissa_bits=2), prune_ratio=0.25,
+                               selector="magnitude", draft_rounding="midpoint")
+    truncated = CassandraWeights(config, ckpt, FormatParams(group_size=16, mantissa_bits=2), prune_ratio=0.25,
+                                 selector="magnitude")
+    name = "model.layers.0.mlp.up_proj.weight"
+    assert not torch.equal(weights.view("draft")[name], truncated.view("draft")[name])
+    assert torch.equal(weights.view("full")[name], truncated.view("full")[name])
+    model = Llama(config)
+    prompt = [3, 9, 27, 3, 9, 27, 5]
+    plain = generate_plain(model, dense_weights(ckpt), DenseKVCache(config, 200), prompt, 40)
+    kv_params = FormatParams(group_size=config.head_dim, mantissa_bits=3, superblock_groups=1, exponent_coding="raw")
+    cache = CassandraKVCache(config, kv_params, 200, draft_rounding="midpoint")
+    r = generate_speculative(model, weights.view("draft"), weights.view("full"), cache, prompt, 40, policy=policy)
+    assert r.tokens == plain.tokens and r.accepted > 0
+
+
 def test_lookup_drafts_repeat_the_context():
     """A target that repeats a period-3 pattern: lookup alone proposes it and the
     target accepts every proposal after the first period."""
@@ -228,7 +260,7 @@ def test_lookup_drafts_repeat_the_context():
 
 
 def test_chat_prompts_select_and_check():
-    from golden.llm.datasets import CHAT_PROMPTS, CALIBRATION_TEXTS, chat_prompts
+    from golden.llm.datasets import CALIBRATION_TEXTS, CHAT_PROMPTS, chat_prompts
 
     assert len(CHAT_PROMPTS) == 48 and len(set(CHAT_PROMPTS)) == 48
     assert not set(CHAT_PROMPTS) & set(CALIBRATION_TEXTS)  # evaluation text kept apart from calibration

@@ -24,13 +24,16 @@ def _kv(T, seed):
     return torch.randn(2, CONFIG.num_key_value_heads, T, 16, generator=g).to(torch.bfloat16)
 
 
-def _draft_by_definition(x, prune, mantissa_bits):
-    """Per head vector: magnitude top-k kept, low mantissa bits zeroed, the rest +0."""
+def _draft_by_definition(x, prune, mantissa_bits, midpoint=False):
+    """Per head vector: magnitude top-k kept, low mantissa bits zeroed (midpoint: the
+    highest of them set in a normal value), the rest +0."""
     vectors = x.transpose(0, 1).reshape(-1, 16)  # [T*H, D]
     keep = magnitude_topk_mask(vectors, keep=keep_count(16, prune), group_size=16)
     bits = bf16_bits(vectors)
     low = (1 << (7 - mantissa_bits)) - 1
-    draft = torch.where(keep, bits & ~low, 0)
+    exponent = (bits >> 7) & 0xFF
+    half = (low + 1) >> 1 if midpoint else 0
+    draft = torch.where(keep, (bits & ~low) | torch.where((exponent >= 1) & (exponent <= 254), half, 0), 0)
     return draft.reshape(x.shape[1], x.shape[0], 16).transpose(0, 1)
 
 
@@ -49,6 +52,22 @@ def test_readers_get_full_and_draft(coding):
         assert bool((dk.float().abs() <= k.float().abs()).all())
     s, ver = cache.bits()
     assert s > 0 and ver > 0 and cache.step_bytes("draft") == s // 8 and cache.step_bytes("full") == (s + ver) // 8
+
+
+@pytest.mark.parametrize("coding", ["raw", "unary"])
+def test_midpoint_draft_reader(coding):
+    params = FormatParams(group_size=16, mantissa_bits=3, exponent_coding=coding, superblock_groups=1)
+    cache = CassandraKVCache(CONFIG, params, 32, kv_prune_ratio=0.25, codebooks=CODEBOOKS, draft_rounding="midpoint")
+    k, v = _kv(5, 0)
+    cache.write(0, 0, k, v, mode="full")
+    fk, fv = cache.read(0, 5, "full")
+    assert torch.equal(bf16_bits(fk), bf16_bits(k)) and torch.equal(bf16_bits(fv), bf16_bits(v))
+    dk, dv = cache.read(0, 5, "draft")
+    assert torch.equal(bf16_bits(dk), _draft_by_definition(k, 0.25, 3, midpoint=True))
+    assert torch.equal(bf16_bits(dv), _draft_by_definition(v, 0.25, 3, midpoint=True))
+    assert not torch.equal(bf16_bits(dk), _draft_by_definition(k, 0.25, 3))
+    with pytest.raises(ValueError, match="draft_rounding='nearest'"):
+        CassandraKVCache(CONFIG, params, 32, draft_rounding="nearest")
 
 
 def test_rollback_keeps_exact_sizes():

@@ -158,6 +158,7 @@ def test_generate_cli_humaneval(tiny_folder, capsys):
         (["--prompt", "x", "--threshold", "1.5"], "threshold=1.5"),
         (["--prompt", "x", "--lookup-min", "3", "--lookup-max", "2"], "lookup_min=3"),
         (["--prompt", "x", "--width", "0"], "width=0"),
+        (["--prompt", "x", "--draft-rounding", "midpoint", "--exponent", "mx"], "not mx"),
     ],
 )
 def test_generate_cli_errors(tiny_folder, capsys, args, message):
