@@ -90,16 +90,29 @@ def test_special_values_and_keep_extremes(coding, keep):
     check(params, [x], lanes=8, keep=keep, **STALLS)
 
 
+def _all_patterns(coding, rows):
+    params = FormatParams(group_size=64, exponent_coding=coding)
+    bits = torch.randperm(1 << 16, generator=torch.Generator().manual_seed(4))
+    x = bf16_from_bits(bits).reshape(256, 256)[:rows]
+    check(params, [x], lanes=8, word_bits=128, keep=38, modes=(True,))
+    check(params, [x[:rows // 4]], lanes=8, word_bits=128, keep=64, modes=(False,))
+
+
+@pytest.mark.parametrize("coding", ["unary", "mx"])
+def test_bf16_patterns(coding):
+    """A quarter of the 65536 patterns (shuffled: every exponent, NaN payloads,
+    infinities, subnormals), 40% pruned, full mode; a sixteenth all kept in draft
+    mode. The golden suite covers the format exhaustively; this covers the RTL's
+    datapath. Every pattern: ``test_all_bf16_patterns`` (`make test-long`)."""
+    _all_patterns(coding, 64)
+
+
+@pytest.mark.long  # 2.5 min for unary: `make test-long`
 @pytest.mark.parametrize("coding", ["unary", "mx"])
 def test_all_bf16_patterns(coding):
     """Every one of the 65536 patterns, shuffled, 40% pruned, full mode; a quarter
-    of them all kept in draft mode (the golden suite covers the format exhaustively;
-    this covers the RTL's datapath for NaN payloads, infinities and subnormals)."""
-    params = FormatParams(group_size=64, exponent_coding=coding)
-    bits = torch.randperm(1 << 16, generator=torch.Generator().manual_seed(4))
-    x = bf16_from_bits(bits).reshape(256, 256)
-    check(params, [x], lanes=8, word_bits=128, keep=38, modes=(True,))
-    check(params, [x[:64]], lanes=8, word_bits=128, keep=64, modes=(False,))
+    of them all kept in draft mode."""
+    _all_patterns(coding, 256)
 
 
 @pytest.mark.parametrize("coding", ["raw", "unary"])
