@@ -234,7 +234,24 @@ def run_bench(*, model=None, quick: bool = False, dev=(0, 8), test=(8, 100), new
     harness.new_tokens = test_new_tokens
     chat_test_seqs = harness.sequences([(i, harness.tokenizer.format_prompt(t)) for i, t in chat_prompts(*chat_test)])
     harness.new_tokens = new_tokens
-    cassandra_best = cassandra_draft(harness, kv_sample=kv_sample, **best_kwargs)
+    lossless = policies.lossless_bits(harness, kv_sample)
+    menu = policies.QUICK_MENU if quick else policies.POLICY_MENU
+    # the DSE picked its setting with a chain: under the menu's richest policy, that setting, the same with
+    # midpoint draft rounding, and that with 10% more pruning
+    setting_kwargs = [best_kwargs]
+    if best_kwargs["exponent"] != "mx" and best_kwargs["truncate"] >= 1:
+        for extra in ({"rounding": "midpoint"},
+                      {"rounding": "midpoint", "prune": round(best_kwargs["prune"] + 0.1, 2)}):
+            if best_kwargs["prune"] + 0.1 <= 0.8 or "prune" not in extra:
+                setting_kwargs.append({**best_kwargs, **extra})
+    candidates = {}
+    for kwargs in setting_kwargs:
+        draft = cassandra_draft(harness, kv_sample=kv_sample, **kwargs)
+        candidates[draft.name] = (draft, kwargs)
+    chosen, setting_rows = policies.choose_cassandra_setting(
+        harness, {label: d for label, (d, _) in candidates.items()}, dev_seqs, menu[-1], lossless=lossless,
+        context=CONTEXT, say=say)
+    cassandra_best, cassandra_kwargs = candidates[chosen]
     drafts = {
         "Cassandra": cassandra_best,
         "4-bit RTN (g64)": rtn4_draft(harness),
@@ -242,15 +259,14 @@ def run_bench(*, model=None, quick: bool = False, dev=(0, 8), test=(8, 100), new
         f"layer skip ({len(best_skip)} sublayers)": layer_skip_draft(harness, best_skip),
     }
     ablations = {}
-    if best_kwargs["rounding"] != "truncate":
+    if cassandra_kwargs["rounding"] != "truncate":
         ablations["Cassandra, truncated draft (the paper's)"] = cassandra_draft(
-            harness, kv_sample=kv_sample, **{**best_kwargs, "rounding": "truncate"})
-    lossless = policies.lossless_bits(harness, kv_sample)
+            harness, kv_sample=kv_sample, **{**cassandra_kwargs, "rounding": "truncate"})
     result["policies"] = policies.run_policy_comparison(
         harness, drafts, {"HumanEval": (dev_seqs, test_seqs), "chat": (chat_dev_seqs, chat_test_seqs)},
-        menu=policies.QUICK_MENU if quick else policies.POLICY_MENU, lossless=lossless, context=CONTEXT,
-        ablations=ablations, say=say)
-    best_policy = next(p for p in (policies.QUICK_MENU if quick else policies.POLICY_MENU)
+        menu=menu, lossless=lossless, context=CONTEXT, ablations=ablations, say=say)
+    result["policies"].update(setting=chosen, setting_rows=setting_rows, setting_policy=menu[-1].describe())
+    best_policy = next(p for p in menu
                        if p.describe() == result["policies"]["workloads"]["HumanEval"]["best_policy"]["Cassandra"])
     result["policies"]["check"] = policies.real_pipeline_check(harness, cassandra_best, best_policy,
                                                                test_seqs[:check_prompts], model=model, say=say)

@@ -41,13 +41,20 @@ def test_bench_report_quick(tmp_path):
         best_peer = max(peers, key=lambda r: r["speedup"]["compressed"][0])["draft"]
         assert w["best_peer"] == best_peer
         assert drafts == {"Cassandra", "Cassandra, fixed chain", best_peer, "prompt lookup alone"}
-        ablations = 1 if result["best"]["rounding"] != "truncate" else 0
-        assert len(w["dev"]) == 4 * 3 + 1 + ablations  # four drafts x the quick menu, lookup alone, ablation
+        # four drafts x the quick menu, lookup alone, and the truncated draft when a midpoint one was chosen
+        ablations = 1 if "midpoint" in pol["setting"] else 0
+        assert len(w["dev"]) == 4 * 3 + 1 + ablations
+        assert [r["draft"] for r in w["dev"]].count("Cassandra, truncated draft (the paper's)") == ablations
         for row in w["held_out"]:
             # verification is lossless: the same rounds on both targets; the compressed target reads fewer bytes
             assert row["speedup"]["compressed"][0] > row["speedup"]["bf16"][0]
             by_overhead = row["speedup"]["compressed"]
             assert by_overhead[0] >= by_overhead[20] >= by_overhead[50]
+    # the Cassandra setting: the chain DSE's best and its midpoint variants, the fastest under the richest policy
+    assert [r["draft"] for r in pol["setting_rows"]][0] == result["best"]["name"]
+    assert len(pol["setting_rows"]) == 3 and pol["setting"] == max(
+        pol["setting_rows"], key=lambda r: r["speedup"]["compressed"][0])["draft"]
+    assert "Cassandra's setting" in text
     check = pol["check"]
     assert check["prompts"] == 2 and check["identical_continuations"] == 2
     assert abs(check["relative_error"]) < 0.2
