@@ -363,7 +363,8 @@ def _pct(x):
 def bench_markdown(r: dict) -> str:
     best = r["best"]
     lines = [
-        "# Cassandra benchmark: acceptance, design space, comparators, roofline, speed",
+        "# Cassandra benchmark: acceptance, design space, comparators, drafting policies, roofline"
+        + (", speed" if "speed" in r else ""),
         "",
         f"Model {r['model']}; acceptance measured teacher-forced on HumanEval prompts {r['dev'][0]}..{r['dev'][1] - 1} "
         f"(dev, {r['dev_positions']} draft positions) with {r['new_tokens']} greedy tokens each; held-out check on "
