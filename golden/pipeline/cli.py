@@ -131,7 +131,9 @@ def _cmd_generate(args) -> int:
         f"Weights: {summary['encoded_values']:,} values in Cassandra format, speculation "
         f"{summary['speculation_bits_per_value']:.3f} b/v, verification {summary['verification_bits_per_value']:.3f} b/v "
         f"({cfg.selector} selection, {cfg.prune:.0%} pruned, {cfg.truncate} bits truncated, {cfg.exponent}); "
-        f"KV {cfg.kv_prune:.0%} pruned, {cfg.kv_truncate} bits truncated; {pipe.policy.describe()}; "
+        f"KV {cfg.kv_prune:.0%} pruned, {cfg.kv_truncate} bits truncated; "
+        f"{'the draft reads truncated bits as their midpoint; ' if cfg.draft_rounding == 'midpoint' else ''}"
+        f"{pipe.policy.describe()}; "
         f"{'sampling T=' + str(cfg.temperature) + ' seed ' + str(cfg.seed) if cfg.sample else 'greedy'}"
     )
     reports, rows = [], []

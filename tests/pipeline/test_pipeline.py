@@ -122,10 +122,12 @@ def test_generate_cli_prompt(tiny_folder, tmp_path, capsys):
 
 def test_generate_cli_tree_and_lookup(tiny_folder, capsys):
     rc = main(["generate", "--model", str(tiny_folder), "--prompt", "hello hello hello", "--max-new-tokens", "8",
-               "--group-size", "16", "--quiet", "--tree", "2x2", "--lookup", "branch", "--threshold", "0.1"])
+               "--group-size", "16", "--quiet", "--tree", "2x2", "--lookup", "branch", "--threshold", "0.1",
+               "--draft-rounding", "midpoint"])
     text = capsys.readouterr().out
     assert rc == 0
     assert "tree 2x2, stop below p 0.1, lookup branch (n 2..4)" in text and "IDENTICAL to plain BF16 decoding" in text
+    assert "the draft reads truncated bits as their midpoint" in text
 
 
 def test_generate_cli_chat(tiny_folder, capsys):
