@@ -120,6 +120,20 @@ def test_generate_cli_prompt(tiny_folder, tmp_path, capsys):
     assert data["total"]["lossless"] is True and data["total"]["prompts"] == 1
 
 
+def test_generate_cli_sampling_is_not_a_lossless_failure(tiny_folder, tmp_path, capsys):
+    """Sampling keeps the distribution, not a plain run's tokens: no token-for-token
+    verdict, exit 0, the tests that check the distribution named."""
+    rc = main(["generate", "--model", str(tiny_folder), "--prompt", "hello", "--max-new-tokens", "12",
+               "--group-size", "16", "--quiet", "--sample", "--temperature", "1.5", "--seed", "3",
+               "--json", str(tmp_path / "s.json")])
+    text = capsys.readouterr().out
+    assert rc == 0
+    assert "DIFFERENT" not in text and "IDENTICAL" not in text
+    assert "keeps the target's distribution" in text and "tests/llm/test_speculative.py" in text
+    total = json.loads((tmp_path / "s.json").read_text())["total"]
+    assert total["sampled"] is True and total["lossless"] is None
+
+
 def test_generate_cli_tree_and_lookup(tiny_folder, capsys):
     rc = main(["generate", "--model", str(tiny_folder), "--prompt", "hello hello hello", "--max-new-tokens", "8",
                "--group-size", "16", "--quiet", "--tree", "2x2", "--lookup", "branch", "--threshold", "0.1",
