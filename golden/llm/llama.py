@@ -152,6 +152,20 @@ def _config_from_gguf(path: Path) -> LlamaConfig:
     )
 
 
+def load_config(path=None) -> LlamaConfig:
+    """The :class:`LlamaConfig` of a checkpoint (``load_checkpoint``'s ``path``),
+    read from its metadata alone (no tensor is loaded)."""
+    path = Path(default_model_path() if path is None else path)
+    if not path.exists():
+        raise FileNotFoundError(f"no model at {str(path)!r}")
+    if path.is_dir():
+        cfg_file = path / "config.json"
+        if not cfg_file.exists():
+            raise FileNotFoundError(f"{str(path)!r} has no config.json")
+        return LlamaConfig.from_hf(json.loads(cfg_file.read_text()))
+    return _config_from_gguf(path)
+
+
 def load_checkpoint(path=None) -> tuple[LlamaConfig, dict[str, torch.Tensor]]:
     """Load a Llama-family checkpoint as BF16 tensors with Hugging Face names and layout.
 
@@ -162,18 +176,12 @@ def load_checkpoint(path=None) -> tuple[LlamaConfig, dict[str, torch.Tensor]]:
         Default: the SmolLM2-135M-Instruct Q4_1 GGUF (dequantized, rounded to BF16).
     """
     path = Path(default_model_path() if path is None else path)
-    if not path.exists():
-        raise FileNotFoundError(f"no model at {str(path)!r}")
+    config = load_config(path)
     weights: dict[str, torch.Tensor] = {}
     if path.is_dir():
-        cfg_file = path / "config.json"
-        if not cfg_file.exists():
-            raise FileNotFoundError(f"{str(path)!r} has no config.json")
-        config = LlamaConfig.from_hf(json.loads(cfg_file.read_text()))
         for mt in iter_model_tensors(path):
             weights[mt.name] = mt.tensor
     else:
-        config = _config_from_gguf(path)
         for mt in iter_model_tensors(path):
             base = mt.name.removesuffix(".weight")
             parts = base.split(".")

@@ -250,8 +250,25 @@ def _cmd_export_vectors(args) -> int:
     from .vectors import export_vectors
 
     log = (lambda msg: print(f"[cassandra] {msg}", file=sys.stderr)) if not args.quiet else None
-    layers = [int(v) for v in args.layers.split(",")]
-    pipe = Pipeline(_pipeline_config(args), keep_reference=True, progress=not args.quiet, log=log)
+    layers = []
+    for item in args.layers.split(","):
+        try:
+            layers.append(int(item.strip()))
+        except ValueError:
+            raise ValueError(f"--layers {args.layers!r}: {item.strip()!r} is not a layer number "
+                             "(give a comma-separated list such as 0,15,29)") from None
+    if args.rows < 1:
+        raise ValueError(f"--rows {args.rows} must be >= 1")
+    cfg = _pipeline_config(args)
+    from golden.llm.llama import load_config
+
+    from .vectors import check_layers
+
+    try:
+        check_layers(layers, load_config(args.model).num_hidden_layers)  # before any model work
+    except ValueError as error:
+        raise ValueError(f"--{error}") from None
+    pipe = Pipeline(cfg, keep_reference=True, progress=not args.quiet, log=log)
     manifest = export_vectors(pipe, args.out, layers=layers, tile_rows=args.rows, log=log)
     data = json.loads(open(manifest).read())
     print(f"Wrote {len(data['vectors'])} vectors and {manifest}")

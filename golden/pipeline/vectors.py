@@ -18,7 +18,7 @@ import torch
 from golden.format.codec import EncodedTensor, bf16_bits, decode, decode_bitmap, encode
 from golden.format.params import STREAM_NAMES
 
-__all__ = ["export_vectors", "write_vector", "read_vector", "VECTORS_FORMAT_VERSION"]
+__all__ = ["export_vectors", "write_vector", "read_vector", "check_layers", "VECTORS_FORMAT_VERSION"]
 
 VECTORS_FORMAT_VERSION = 1
 
@@ -31,8 +31,11 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def write_vector(out_dir: Path, name: str, x: torch.Tensor, keep: torch.Tensor, enc: EncodedTensor, source: dict) -> dict:
-    """Write one vector's files and return its manifest entry."""
+def write_vector(out_dir: Path, name: str, x: torch.Tensor, keep: torch.Tensor, enc: EncodedTensor, source: dict,
+                 *, draft_rounding: str = "truncate") -> dict:
+    """Write one vector's files and return its manifest entry. The draft file holds
+    ``decode(enc, "draft", rounding=draft_rounding)``; every file, the stream ``.bin``
+    files included, gets its SHA-256 in the entry."""
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {
         "container": f"{name}.csnd",
@@ -44,7 +47,7 @@ def write_vector(out_dir: Path, name: str, x: torch.Tensor, keep: torch.Tensor, 
     enc.save(out_dir / files["container"])
     (out_dir / files["input"]).write_bytes(_u16(bf16_bits(x)))
     (out_dir / files["mask"]).write_bytes(keep.reshape(-1).numpy().astype(np.uint8).tobytes())
-    (out_dir / files["draft"]).write_bytes(_u16(bf16_bits(decode(enc, "draft"))))
+    (out_dir / files["draft"]).write_bytes(_u16(bf16_bits(decode(enc, "draft", rounding=draft_rounding))))
     full = bf16_bits(decode(enc, "full"))
     if not torch.equal(full, bf16_bits(x)):
         raise AssertionError(f"vector {name}: full decode differs from the input")
@@ -58,12 +61,14 @@ def write_vector(out_dir: Path, name: str, x: torch.Tensor, keep: torch.Tensor, 
             "payload_bits": enc.streams[stream].payload_bits,
             "stored_bits": enc.streams[stream].stored_bits,
             "superblock_offsets_words64": enc.streams[stream].superblock_offsets.tolist(),
+            "sha256": _sha256(out_dir / fname),
         }
     entry = {
         "name": name,
         "shape": list(enc.shape),
         "params": enc.params.as_dict(),
         "codebook": enc.codebook.tolist() if enc.codebook is not None else None,
+        "draft_rounding": draft_rounding,
         "num_kept": enc.num_kept,
         "source": source,
         "files": files,
@@ -74,9 +79,18 @@ def write_vector(out_dir: Path, name: str, x: torch.Tensor, keep: torch.Tensor, 
 
 
 def read_vector(out_dir: Path, entry: dict) -> dict:
-    """Load one vector's arrays (for testbenches): input/draft/full as uint16, mask as bool."""
+    """Load one vector's arrays (for testbenches): input/draft/full as uint16, mask as bool.
+
+    Every file is checked against the SHA-256 the manifest entry gives for it first
+    (the stream ``.bin`` files too); a file that differs raises ``ValueError`` naming it."""
     out_dir = Path(out_dir)
     shape = tuple(entry["shape"])
+    expected = {f: entry["sha256"][k] for k, f in entry["files"].items() if k in entry.get("sha256", {})}
+    expected.update({info["file"]: info["sha256"] for info in entry["streams"].values() if "sha256" in info})
+    for fname, digest in expected.items():
+        if _sha256(out_dir / fname) != digest:
+            raise ValueError(f"vector {entry['name']!r}: {out_dir / fname} does not match the manifest's SHA-256 "
+                             "(changed or damaged since export)")
     load16 = lambda key: np.frombuffer((out_dir / entry["files"][key]).read_bytes(), dtype="<u2").reshape(shape)  # noqa: E731
     return {
         "input": load16("input"),
@@ -86,6 +100,24 @@ def read_vector(out_dir: Path, entry: dict) -> dict:
         "encoded": EncodedTensor.load(out_dir / entry["files"]["container"]),
         "streams": {s: (out_dir / entry["streams"][s]["file"]).read_bytes() for s in STREAM_NAMES},
     }
+
+
+def check_layers(layers, num_layers: int) -> None:
+    """Raise ``ValueError`` naming the problem unless ``layers`` is a non-empty list of
+    distinct decoder-layer indices in ``0 .. num_layers - 1``."""
+    layers = list(layers)
+    if not layers:
+        raise ValueError("layers: give at least one decoder layer")
+    for layer in layers:
+        if isinstance(layer, bool) or not isinstance(layer, int):
+            raise ValueError(f"layers: {layer!r} is not a layer index")
+    wrong = [layer for layer in layers if not 0 <= layer < num_layers]
+    if wrong:
+        raise ValueError(f"layers: {wrong} out of range: the model has {num_layers} decoder layers "
+                         f"(0..{num_layers - 1})")
+    repeated = sorted({layer for layer in layers if layers.count(layer) > 1})
+    if repeated:
+        raise ValueError(f"layers: {repeated} given more than once")
 
 
 def export_vectors(
@@ -103,9 +135,8 @@ def export_vectors(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     config = pipe.model_config
-    layers = [layer for layer in layers if 0 <= layer < config.num_hidden_layers]
-    if not layers:
-        raise ValueError(f"no layer of {list(layers)} exists (the model has {config.num_hidden_layers})")
+    check_layers(layers, config.num_hidden_layers)
+    layers = list(layers)
     entries = []
     names = [n for n in pipe.weights.containers if any(f"layers.{i}." in n for i in layers)]
     names.append(pipe.weights.head_name)
@@ -121,7 +152,7 @@ def export_vectors(
         entries.append(
             write_vector(out_dir, f"w_{short}", x, keep, enc,
                          {"kind": "weight", "tensor": name, "rows": [0, rows], "selector": pipe.config.selector,
-                          "prune_ratio": pipe.config.prune})
+                          "prune_ratio": pipe.config.prune}, draft_rounding=pipe.config.draft_rounding)
         )
     ids = pipe.tokenizer.encode(prompt)
     report = pipe.run(ids, max_new_tokens, check=False)
@@ -136,7 +167,8 @@ def export_vectors(
             write_vector(out_dir, f"kv_L{layer}", x, keep, enc,
                          {"kind": "kv", "layer": layer, "positions": [0, length], "layout":
                           "rows = [keys, values] x positions x kv_heads, one head vector (head_dim values) per row",
-                          "prompt": prompt, "kv_prune_ratio": pipe.config.kv_prune})
+                          "prompt": prompt, "kv_prune_ratio": pipe.config.kv_prune},
+                         draft_rounding=pipe.config.draft_rounding)
         )
     manifest = {
         "format_version": VECTORS_FORMAT_VERSION,

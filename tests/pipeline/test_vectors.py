@@ -4,6 +4,7 @@ import hashlib
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from golden.format.codec import bf16_bits, decode, decode_bitmap
@@ -18,7 +19,8 @@ def _check_vector(out, entry):
     v = read_vector(out, entry)
     enc = v["encoded"]
     assert np.array_equal(v["input"], v["full"])
-    assert np.array_equal(bf16_bits(decode(enc, "draft")).numpy(), v["draft"])
+    rounding = entry["draft_rounding"]
+    assert np.array_equal(bf16_bits(decode(enc, "draft", rounding=rounding)).numpy(), v["draft"])
     assert np.array_equal(bf16_bits(decode(enc, "full")).numpy(), v["full"])
     assert np.array_equal(decode_bitmap(enc).numpy(), v["mask"])
     for s in STREAM_NAMES:
@@ -26,12 +28,15 @@ def _check_vector(out, entry):
         assert entry["streams"][s]["payload_bits"] == enc.streams[s].payload_bits
     for key, fname in entry["files"].items():
         assert hashlib.sha256((out / fname).read_bytes()).hexdigest() == entry["sha256"][key]
+    for info in entry["streams"].values():  # the stream .bin files are covered too
+        assert hashlib.sha256((out / info["file"]).read_bytes()).hexdigest() == info["sha256"]
     return v
 
 
-def test_export_vectors_tiny(tmp_path):
+@pytest.mark.parametrize("rounding", ["truncate", "midpoint"])
+def test_export_vectors_tiny(tmp_path, rounding):
     folder = make_tiny_checkpoint(tmp_path / "tiny")
-    pipe = Pipeline(PipelineConfig(model=str(folder), group_size=16, kv_prune=0.25))
+    pipe = Pipeline(PipelineConfig(model=str(folder), group_size=16, kv_prune=0.25, draft_rounding=rounding))
     manifest = export_vectors(pipe, tmp_path / "vectors", layers=(0, 1), tile_rows=4, max_new_tokens=6)
     data = json.loads(manifest.read_text())
     assert data["format_version"] == 1
@@ -66,3 +71,32 @@ def test_export_vectors_cli(tmp_path, capsys):
     for entry in data["vectors"]:
         assert entry["params"]["exponent_coding"] == "mx"
         _check_vector(tmp_path / "v", entry)
+
+
+def test_read_vector_rejects_a_changed_file(tmp_path):
+    folder = make_tiny_checkpoint(tmp_path / "tiny")
+    rc = main(["export-vectors", "--model", str(folder), "--out", str(tmp_path / "v"), "--layers", "0",
+               "--rows", "2", "--group-size", "16", "--quiet"])
+    assert rc == 0
+    entry = json.loads((tmp_path / "v" / "manifest.json").read_text())["vectors"][0]
+    stream = tmp_path / "v" / entry["streams"]["exponent"]["file"]
+    data = bytearray(stream.read_bytes())
+    data[0] ^= 1
+    stream.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=f"{stream.name} does not match the manifest's SHA-256"):
+        read_vector(tmp_path / "v", entry)
+
+
+@pytest.mark.parametrize("layers, message", [
+    ("0,x", "--layers '0,x': 'x' is not a layer number"),
+    ("0,0", "--layers: [0] given more than once"),
+    ("0,7", "--layers: [7] out of range: the model has 2 decoder layers (0..1)"),
+    ("-1", "--layers: [-1] out of range"),
+])
+def test_export_vectors_layers_checked_before_model_work(tmp_path, capsys, layers, message):
+    folder = make_tiny_checkpoint(tmp_path / "tiny")
+    rc = main(["export-vectors", "--model", str(folder), "--out", str(tmp_path / "v"), "--layers", layers,
+               "--group-size", "16", "--quiet"])
+    assert rc == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "v").exists()
