@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 
@@ -13,6 +14,7 @@ from golden.format.params import (
     FormatParams,
     add_format_arguments,
     format_params_from_arguments,
+    mantissa_bits_kept,
 )
 
 __all__ = ["main"]
@@ -120,6 +122,14 @@ def _cmd_generate(args) -> int:
 
     if args.prompt is None and args.dataset is None:
         raise ValueError("give --prompt TEXT or --dataset humaneval|chat")
+    if args.prompt is not None and args.dataset is not None:
+        raise ValueError("give --prompt TEXT or --dataset, not both")
+    if args.prompt is not None:
+        for name in ("offset", "limit"):
+            if getattr(args, name) is not None:
+                raise ValueError(f"--{name} {getattr(args, name)} applies to --dataset only, not to --prompt")
+    args.offset = 0 if args.offset is None else args.offset
+    args.limit = 20 if args.limit is None else args.limit
     if args.max_new_tokens < 1:
         raise ValueError(f"--max-new-tokens {args.max_new_tokens} must be >= 1")
     if args.dataset is not None and args.limit < 1:
@@ -242,6 +252,10 @@ def _pipeline_config(args):
     )
     cfg.policy()  # every draft option checked before any model work
     cfg.check_draft_rounding()
+    cfg.weight_params()
+    mantissa_bits_kept(args.kv_truncate, label=f"--kv-truncate {args.kv_truncate}")
+    if not math.isfinite(args.temperature) or args.temperature <= 0:
+        raise ValueError(f"--temperature {args.temperature} must be a finite number > 0")
     return cfg
 
 
@@ -296,8 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--prompt", help="text to continue (formatted with the chat template unless --no-chat)")
     g.add_argument("--dataset", choices=("humaneval", "chat"),
                    help="run dataset prompts instead of --prompt: HumanEval, or the built-in chat requests")
-    g.add_argument("--limit", type=int, default=20, help="prompts from the dataset (default 20)")
-    g.add_argument("--offset", type=int, default=0, help="first dataset prompt (default 0)")
+    g.add_argument("--limit", type=int, default=None, help="prompts from the dataset (default 20)")
+    g.add_argument("--offset", type=int, default=None, help="first dataset prompt (default 0)")
     _add_pipeline_args(g)
     g.add_argument("--max-new-tokens", type=int, default=64, help="new tokens per prompt (default 64)")
     g.add_argument("--no-chat", action="store_true", help="do not apply the chat template to --prompt")

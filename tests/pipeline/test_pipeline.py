@@ -175,6 +175,12 @@ def test_generate_cli_humaneval(tiny_folder, capsys):
         (["--prompt", "x", "--lookup-min", "3", "--lookup-max", "2"], "lookup_min=3"),
         (["--prompt", "x", "--width", "0"], "width=0"),
         (["--prompt", "x", "--draft-rounding", "midpoint", "--exponent", "mx"], "not mx"),
+        (["--prompt", "x", "--kv-truncate", "8"], "--kv-truncate 8 is out of range"),
+        (["--prompt", "x", "--temperature", "0"], "--temperature 0.0 must be a finite number > 0"),
+        (["--prompt", "x", "--temperature", "nan"], "--temperature nan must be a finite number > 0"),
+        (["--prompt", "x", "--offset", "3"], "--offset 3 applies to --dataset only"),
+        (["--prompt", "x", "--limit", "2"], "--limit 2 applies to --dataset only"),
+        (["--prompt", "x", "--dataset", "chat"], "not both"),
     ],
 )
 def test_generate_cli_errors(tiny_folder, capsys, args, message):
