@@ -25,7 +25,7 @@ from .bitstream import (
     pack_fields,
     read_fields,
 )
-from .container import CassandraFormatError, EncodedTensor
+from .container import CassandraFormatError, EncodedTensor, check_stream_tail
 from .params import (
     BF16_BITS,
     DRAFT_ROUNDINGS,
@@ -371,9 +371,17 @@ def decode(encoded: EncodedTensor, mode: str = "full", *, superblocks: tuple[int
         if not 0 <= start <= stop <= n_sb:
             raise ValueError(f"superblocks=({start}, {stop}) is out of range for {n_sb} superblocks")
     per_chunk = max(1, _DECODE_CHUNK_VALUES // encoded.params.superblock_values)
+    used: dict = {}  # payload bits of the variable-width streams, as decoding finds them
     parts = [
-        _decode_range(encoded, mode, lo, min(lo + per_chunk, stop), rounding) for lo in range(start, stop, per_chunk)
+        _decode_range(encoded, mode, lo, min(lo + per_chunk, stop), rounding, used)
+        for lo in range(start, stop, per_chunk)
     ]
+    if superblocks is None:
+        for name, bits in used.items():
+            if bits != encoded.streams[name].payload_bits:
+                raise CassandraFormatError(
+                    f"stream {name!r}: the stream table's payload_bits={encoded.streams[name].payload_bits} but "
+                    f"its fields take {bits} bits")
     out = torch.cat(parts) if parts else torch.zeros(0, dtype=torch.int64)
     values = bf16_from_bits(out)
     return values.reshape(encoded.shape) if superblocks is None else values
@@ -403,7 +411,8 @@ def _slice_stream(stream: PackedStream, start: int, stop: int):
     return stream.words[lo * 2 : hi * 2], offsets[start : stop + 1] - lo
 
 
-def _decode_range(enc: EncodedTensor, mode: str, start: int, stop: int, rounding: str = "truncate") -> torch.Tensor:
+def _decode_range(enc: EncodedTensor, mode: str, start: int, stop: int, rounding: str = "truncate",
+                  used: dict | None = None) -> torch.Tensor:
     """Decode superblocks start..stop-1 into a flat int64 tensor of bit patterns."""
     p = enc.params
     G, sb_values = p.group_size, p.superblock_values
@@ -431,7 +440,7 @@ def _decode_range(enc: EncodedTensor, mode: str, start: int, stop: int, rounding
         ex_off = _field_offsets("exponent", torch.full((num_kept,), 8, dtype=torch.int64), k_sb, offs)
         exponent = read_fields(words, ex_off, 8)
     elif p.exponent_coding == "unary":
-        exponent = _decode_unary(words, offs, k_sb, stop - start, enc.codebook, p)
+        exponent = _decode_unary(words, offs, k_sb, stop - start, enc.codebook, p, used)
     else:
         block_index, block_group = _mx_blocks(kept_idx // G, n_groups, p.mx_block_size)
         b_sb = block_group // p.superblock_groups
@@ -466,6 +475,10 @@ def _decode_range(enc: EncodedTensor, mode: str, start: int, stop: int, rounding
             ml_widths = torch.where(nonzero, torch.clamp(dropped, max=15), MX_ESCAPE_BITS)
             words, offs = _slice_stream(enc.streams["mantissa_low"], start, stop)
             ml_off = _field_offsets("mantissa_low", ml_widths, k_sb, offs)
+            ml_bits = bits_per_superblock(ml_widths, k_sb, stop - start)
+            check_stream_tail("mantissa_low", PackedStream(words, offs, 0), ml_bits)
+            if used is not None:
+                used["mantissa_low"] = used.get("mantissa_low", 0) + int(ml_bits.sum())
             low = read_fields(words, ml_off, ml_widths)
             mantissa = ((aligned << torch.clamp(dropped, max=15)) | low) & 0x7F
             exponent = torch.where(normal, exp_normal, 0)
@@ -482,7 +495,7 @@ def _decode_range(enc: EncodedTensor, mode: str, start: int, stop: int, rounding
     return out
 
 
-def _decode_unary(words, offs, k_sb, n_sb, codebook, p: FormatParams) -> torch.Tensor:
+def _decode_unary(words, offs, k_sb, n_sb, codebook, p: FormatParams, used: dict | None = None) -> torch.Tensor:
     """Decode the unary exponent codes of a range of superblocks.
 
     Code starts are found by pointer doubling: ``next[b]`` is where a code
@@ -531,6 +544,9 @@ def _decode_unary(words, offs, k_sb, n_sb, codebook, p: FormatParams) -> torch.T
         raise CassandraFormatError(
             "stream 'exponent': a superblock's part is longer than its unary codes: corrupted offsets"
         )
+    check_stream_tail("exponent", PackedStream(words, offs, 0), last_end)
+    if used is not None:
+        used["exponent"] = used.get("exponent", 0) + int(last_end.sum())
     z = zeros[safe] if nbits else pos
     escaped = z >= L
     raw = read_fields(words, torch.clamp(pos + L, max=max(nbits - 8, 0)), 8) if nbits else pos

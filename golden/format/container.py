@@ -23,11 +23,11 @@ from dataclasses import dataclass
 
 import torch
 
-from .bitstream import PackedStream, bytes_to_words
+from .bitstream import PackedStream, bits_of_words, bytes_to_words
 from .params import EXPONENT_CODINGS, SPECULATION_STREAMS, STREAM_NAMES, VERIFICATION_STREAMS, FormatParams
 
 __all__ = ["CassandraFormatError", "EncodedTensor", "MAGIC", "VERSION", "to_bytes", "from_bytes", "save", "load",
-           "PARTS"]
+           "PARTS", "check_structure", "check_stream_tail"]
 
 
 class CassandraFormatError(ValueError):
@@ -142,8 +142,8 @@ MAX_NDIM = 8
 PARTS = ("all", "speculation")
 
 # magic, version, coding, mantissa_bits, group_size, superblock_groups,
-# mx_block_size, unary_max_code_length, ndim, reserved(4), num_superblocks, num_kept
-_FIXED = struct.Struct("<4sHBBHHHBB4xIQ")
+# mx_block_size, unary_max_code_length, ndim, reserved (u32, zero), num_superblocks, num_kept
+_FIXED = struct.Struct("<4sHBBHHHBBIIQ")
 # payload_bits, stored 64-bit words, CRC-32 of the stored bytes, reserved
 _STREAM_ENTRY = struct.Struct("<QQII")
 assert _FIXED.size == 32 and _STREAM_ENTRY.size == 24
@@ -172,6 +172,7 @@ def to_bytes(enc: EncodedTensor) -> bytes:
             p.mx_block_size,
             p.unary_max_code_length,
             len(enc.shape),
+            0,
             n_sb,
             enc.num_kept,
         )
@@ -203,7 +204,8 @@ def _need(data, size: int, what: str) -> None:
 def _parse_header(data) -> tuple[dict, int]:
     """Parse and check the header; returns its fields and its length in bytes."""
     _need(data, _FIXED.size, "the fixed header")
-    (magic, version, coding, mbits, gsize, sbg, mxb, lmax, ndim, n_sb, num_kept) = _FIXED.unpack_from(data, 0)
+    (magic, version, coding, mbits, gsize, sbg, mxb, lmax, ndim, reserved, n_sb,
+     num_kept) = _FIXED.unpack_from(data, 0)
     if magic != MAGIC:
         raise CassandraFormatError(f"not a Cassandra container: magic is {magic!r}, expected {MAGIC!r}")
     if version != VERSION:
@@ -232,17 +234,28 @@ def _parse_header(data) -> tuple[dict, int]:
         _need(data, pos + lmax, "the codebook")
         codebook = torch.tensor(list(bytes(data[pos : pos + lmax])), dtype=torch.int64)
         pos += lmax
+    padding = [(pos, _pad8(pos))]
     pos = _pad8(pos)
     entries_at = pos
     pos += _STREAM_ENTRY.size * len(STREAM_NAMES)
     offsets_at = pos
     pos += 4 * (n_sb + 1) * len(STREAM_NAMES)
+    padding.append((pos, _pad8(pos)))
     pos = _pad8(pos)
     _need(data, pos + 8, "the header")
-    crc, reserved = struct.unpack_from("<II", data, pos)
-    if crc != zlib.crc32(bytes(data[:pos])) or reserved != 0:
+    crc, reserved_after_crc = struct.unpack_from("<II", data, pos)
+    if crc != zlib.crc32(bytes(data[:pos])):
         raise CassandraFormatError("header CRC-32 mismatch: the container header is corrupted")
     header_len = pos + 8
+    # with a valid CRC, what is left to check is structure: a buggy or deliberate writer
+    if reserved:
+        raise CassandraFormatError(f"reserved field at header offset 16 is {reserved:#x}, not zero")
+    if reserved_after_crc:
+        raise CassandraFormatError(f"reserved field after the header CRC is {reserved_after_crc:#x}, not zero")
+    for lo, hi in padding:
+        if any(bytes(data[lo:hi])):
+            what = "after the codebook" if lo < entries_at else "after the offset table"
+            raise CassandraFormatError(f"header padding {what} (bytes {lo}..{hi - 1}) is not zero")
 
     numel = 1
     for d in shape:
@@ -259,7 +272,11 @@ def _parse_header(data) -> tuple[dict, int]:
 
     streams = {}
     for i, name in enumerate(STREAM_NAMES):
-        payload_bits, words64, s_crc, _ = _STREAM_ENTRY.unpack_from(data, entries_at + i * _STREAM_ENTRY.size)
+        payload_bits, words64, s_crc, entry_reserved = _STREAM_ENTRY.unpack_from(data,
+                                                                                 entries_at + i * _STREAM_ENTRY.size)
+        if entry_reserved:
+            raise CassandraFormatError(f"stream table, stream {name!r}: reserved field is {entry_reserved:#x}, "
+                                       "not zero")
         raw = bytes(data[offsets_at + 4 * i * (n_sb + 1) : offsets_at + 4 * (i + 1) * (n_sb + 1)])
         offs = torch.tensor(list(struct.unpack(f"<{n_sb + 1}I", raw)), dtype=torch.int64)
         if int(offs[0]) != 0 or int(offs[-1]) != words64 or bool((offs[1:] < offs[:-1]).any()):
@@ -286,11 +303,16 @@ def from_bytes(data, *, part: str = "all") -> EncodedTensor:
     fields, pos = _parse_header(view)
     names = SPECULATION_STREAMS if part == "speculation" else STREAM_NAMES
     total = pos + 8 * sum(fields["streams"][n][1] for n in names)
+    whole = pos + 8 * sum(fields["streams"][n][1] for n in STREAM_NAMES)
     if part == "all" and len(view) != total:
         raise CassandraFormatError(
             f"container truncated or padded: the header calls for {total} bytes, the data has {len(view)}"
         )
-    _need(view, total, "the speculation streams" if part == "speculation" else "the streams")
+    if part == "speculation" and len(view) not in (total, whole):
+        raise CassandraFormatError(
+            f"part='speculation' takes the speculation prefix ({total} bytes) or the whole container ({whole} "
+            f"bytes); the data has {len(view)}"
+        )
     streams = {}
     for name in names:
         payload_bits, words64, s_crc, offs = fields["streams"][name]
@@ -299,13 +321,124 @@ def from_bytes(data, *, part: str = "all") -> EncodedTensor:
             raise CassandraFormatError(f"stream {name!r}: CRC-32 mismatch, the data is corrupted")
         streams[name] = PackedStream(bytes_to_words(chunk), offs, payload_bits)
         pos += 8 * words64
-    return EncodedTensor(
+    enc = EncodedTensor(
         params=fields["params"],
         shape=fields["shape"],
         streams=streams,
         codebook=fields["codebook"],
         num_kept=fields["num_kept"],
     )
+    check_structure(enc)
+    return enc
+
+
+# ---------------------------------------------------------------------------
+# Structure: what the bitmap implies about every stream (the CRCs are valid by now)
+# ---------------------------------------------------------------------------
+def _popcount32(words: torch.Tensor) -> torch.Tensor:
+    x = words - ((words >> 1) & 0x55555555)
+    x = (x & 0x33333333) + ((x >> 2) & 0x33333333)
+    x = (x + (x >> 4)) & 0x0F0F0F0F
+    return ((x * 0x01010101) & 0xFFFFFFFF) >> 24
+
+
+def check_stream_tail(name: str, stream: PackedStream, bits_per_sb: torch.Tensor) -> None:
+    """Raise unless the bits after each superblock's ``bits_per_sb`` payload bits, up
+    to its part's 64-bit boundary, are zero (docs/FORMAT.md section 4)."""
+    offs, words = stream.superblock_offsets, stream.words
+    start32 = offs[:-1] * 2
+    rem = bits_per_sb % 32
+    partial = torch.nonzero(rem > 0).reshape(-1)
+    if partial.numel():
+        index = (start32 + bits_per_sb // 32)[partial]
+        bad = partial[(words[index] >> rem[partial]) != 0]
+        if bad.numel():
+            sb = int(bad[0])
+            raise CassandraFormatError(f"stream {name!r}, superblock {sb}: padding bits after its "
+                                       f"{int(bits_per_sb[sb])} payload bits are not zero")
+    first_pad = start32 + (bits_per_sb + 31) // 32
+    whole = torch.nonzero(first_pad < offs[1:] * 2).reshape(-1)  # at most one 32-bit word each
+    if whole.numel():
+        bad = whole[words[first_pad[whole]] != 0]
+        if bad.numel():
+            sb = int(bad[0])
+            raise CassandraFormatError(f"stream {name!r}, superblock {sb}: padding bits after its "
+                                       f"{int(bits_per_sb[sb])} payload bits are not zero")
+
+
+def _check_exact(enc: EncodedTensor, name: str, bits_per_sb: torch.Tensor, what: str) -> None:
+    """A stream whose fields' widths the bitmap fixes: part sizes, payload bits, tails."""
+    stream = enc.streams[name]
+    offs = stream.superblock_offsets
+    need = (bits_per_sb + 63) // 64
+    bad = torch.nonzero(need != offs[1:] - offs[:-1]).reshape(-1)
+    if bad.numel():
+        sb = int(bad[0])
+        raise CassandraFormatError(
+            f"stream {name!r}, superblock {sb}: {what} call for {int(bits_per_sb[sb])} bits ({int(need[sb])} "
+            f"64-bit words) but the offset table gives {int(offs[sb + 1] - offs[sb])} words")
+    total = int(bits_per_sb.sum())
+    if stream.payload_bits != total:
+        raise CassandraFormatError(f"stream {name!r}: the stream table's payload_bits={stream.payload_bits} but its "
+                                   f"fields take {total} bits ({what})")
+    check_stream_tail(name, stream, bits_per_sb)
+
+
+def _check_bounded(enc: EncodedTensor, name: str, low: torch.Tensor, high: torch.Tensor, what: str) -> None:
+    """A stream of variable-width fields: each superblock's part and the payload within
+    what its fields can take (decoding checks the exact sizes and the tails)."""
+    stream = enc.streams[name]
+    offs = stream.superblock_offsets
+    words = offs[1:] - offs[:-1]
+    bad = torch.nonzero((words < (low + 63) // 64) | (words > (high + 63) // 64)).reshape(-1)
+    if bad.numel():
+        sb = int(bad[0])
+        raise CassandraFormatError(
+            f"stream {name!r}, superblock {sb}: {int(words[sb])} 64-bit words, but {what} take "
+            f"{int(low[sb])}..{int(high[sb])} bits")
+    if not int(low.sum()) <= stream.payload_bits <= int(high.sum()):
+        raise CassandraFormatError(f"stream {name!r}: the stream table's payload_bits={stream.payload_bits} is "
+                                   f"outside the {int(low.sum())}..{int(high.sum())} bits {what} take")
+
+
+def check_structure(enc: EncodedTensor) -> None:
+    """Check every stream against the bitmap: each superblock's part is the size its
+    fields take (exact for fixed-width fields, within bounds for unary exponent codes
+    and mx low bits, whose exact sizes decoding checks), the stream table's payload
+    bits agree, padding bits are zero, and ``num_kept`` is the bitmap's popcount.
+    Raises :class:`CassandraFormatError` naming the stream and superblock."""
+    p = enc.params
+    n, n_sb = enc.num_values, enc.num_superblocks
+    sb_values = p.group_size * p.superblock_groups
+    values = torch.clamp(n - torch.arange(n_sb, dtype=torch.int64) * sb_values, max=sb_values)
+    _check_exact(enc, "bitmap", values, "its values")
+    bitmap = enc.streams["bitmap"]
+    cumulative = torch.cat([torch.zeros(1, dtype=torch.int64), torch.cumsum(_popcount32(bitmap.words), 0)])
+    kept = cumulative[bitmap.superblock_offsets[1:] * 2] - cumulative[bitmap.superblock_offsets[:-1] * 2]
+    if int(kept.sum()) != enc.num_kept:
+        raise CassandraFormatError(f"num_kept={enc.num_kept} in the header, but the bitmap marks "
+                                   f"{int(kept.sum())} values kept")
+    _check_exact(enc, "sign_mantissa", kept * p.sign_mantissa_bits, "the kept values' sign and mantissa fields")
+    if p.exponent_coding == "raw":
+        _check_exact(enc, "exponent", kept * 8, "the kept values' exponents")
+    elif p.exponent_coding == "unary":
+        _check_bounded(enc, "exponent", kept, kept * (p.unary_max_code_length + 8), "the kept values' unary codes")
+    else:
+        offs = bitmap.superblock_offsets
+        index = torch.arange(n, dtype=torch.int64)
+        keep = bits_of_words(bitmap.words)[offs[index // sb_values] * 64 + index % sb_values]
+        per_group = keep.reshape(-1, p.group_size).sum(1)
+        blocks = (per_group + p.mx_block_size - 1) // p.mx_block_size
+        blocks_per_sb = torch.zeros(n_sb, dtype=torch.int64)
+        blocks_per_sb.index_add_(0, torch.arange(per_group.numel()) // p.superblock_groups, blocks)
+        _check_exact(enc, "exponent", blocks_per_sb * 8, "the mx blocks' shared exponents")
+    if not enc.has_verification:
+        return
+    if p.exponent_coding == "mx":
+        _check_bounded(enc, "mantissa_low", torch.zeros_like(kept), kept * 15, "the kept values' low bits")
+    else:
+        _check_exact(enc, "mantissa_low", kept * p.truncated_bits, "the kept values' truncated bits")
+    _check_exact(enc, "pruned_raw", (values - kept) * 16, "the pruned values")
 
 
 def save(enc: EncodedTensor, path) -> None:
