@@ -236,3 +236,10 @@ def test_every_container_the_encoder_writes_loads(coding, shape, group, superblo
     assert torch.equal(bf16_bits(decode(back, "full")), bf16_bits(x))
     spec = EncodedTensor.from_bytes(data[:Layout(data).stream_start["mantissa_low"]], part="speculation")
     assert torch.equal(bf16_bits(decode(spec, "draft")), bf16_bits(decode(enc, "draft")))
+
+
+def test_mx_shared_exponent_zero_is_rejected():
+    _, enc = _encoded("mx", mx_block_size=4)
+    data = _edited(enc, lambda d, lay: d.__setitem__(lay.stream_start["exponent"], 0))
+    with pytest.raises(CassandraFormatError, match="mx shared exponent is 0"):
+        decode(EncodedTensor.from_bytes(data), "draft")
