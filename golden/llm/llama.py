@@ -19,7 +19,15 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .model_files import GGUF_GLOBAL_NAMES, GGUF_LAYER_NAMES, LINEAR_KINDS, default_model_path, iter_model_tensors
+from .model_files import (
+    GGUF_GLOBAL_NAMES,
+    GGUF_LAYER_NAMES,
+    LINEAR_KINDS,
+    ModelFileError,
+    default_model_path,
+    iter_model_tensors,
+    open_gguf,
+)
 
 __all__ = ["LlamaConfig", "load_checkpoint", "Llama", "DenseKVCache", "dense_weights", "transformers_model", "weight_names", "LINEAR_SUFFIXES"]
 
@@ -124,9 +132,17 @@ def _unpermute_rope_rows(w: torch.Tensor, n_head: int) -> torch.Tensor:
 
 
 def _config_from_gguf(path: Path) -> LlamaConfig:
-    import gguf
+    reader = open_gguf(path)
+    try:
+        return _gguf_config(reader, path)
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        if isinstance(exc, ModelFileError):
+            raise
+        raise ModelFileError(f"model file {path}: the GGUF metadata lacks or garbles a Llama field "
+                             f"({type(exc).__name__}: {exc})") from exc
 
-    reader = gguf.GGUFReader(str(path))
+
+def _gguf_config(reader, path: Path) -> LlamaConfig:
     arch = bytes(_gguf_field(reader, "general.architecture")).decode()
     if arch != "llama":
         raise ValueError(f"{path}: architecture {arch!r} is not a Llama-family model")
@@ -162,7 +178,11 @@ def load_config(path=None) -> LlamaConfig:
         cfg_file = path / "config.json"
         if not cfg_file.exists():
             raise FileNotFoundError(f"{str(path)!r} has no config.json")
-        return LlamaConfig.from_hf(json.loads(cfg_file.read_text()))
+        try:
+            return LlamaConfig.from_hf(json.loads(cfg_file.read_text()))
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
+            raise ModelFileError(f"model file {cfg_file}: not a readable Llama config.json "
+                                 f"({type(exc).__name__}: {exc})") from exc
     return _config_from_gguf(path)
 
 

