@@ -7,6 +7,7 @@
   model in Cassandra format, speculative generation and the lossless check.
 * :mod:`golden.pipeline.stats`: bits per value of a model file (``cassandra-sd stats``).
 * :mod:`golden.pipeline.vectors`: RTL test vectors from a real run (``export-vectors``).
+* :mod:`golden.pipeline.export`: a checkpoint's weights as containers on disk (``encode``).
 * :mod:`golden.pipeline.cli`: the ``cassandra-sd`` command line.
 
 ``Pipeline``, ``PipelineConfig`` and ``RunReport`` resolve lazily from here (so the

@@ -259,6 +259,21 @@ def _pipeline_config(args):
     return cfg
 
 
+def _cmd_encode(args) -> int:
+    from .export import encode_checkpoint
+
+    if not 0 <= args.prune <= 1:
+        raise ValueError(f"--prune {args.prune} is out of range [0, 1]")
+    params = format_params_from_arguments(args)  # checked before any model work
+    log = (lambda msg: print(f"[cassandra] {msg}", file=sys.stderr)) if not args.quiet else None
+    manifest = encode_checkpoint(args.out, model=args.model, params=params, prune=args.prune, selector=args.selector,
+                                 progress=not args.quiet, log=log)
+    data = json.loads(manifest.read_text())
+    print(f"Wrote {len(data['tensors'])} containers ({data['speculation_bits_per_value']:.3f} + "
+          f"{data['verification_bits_per_value']:.3f} bits per value) and {manifest}")
+    return 0
+
+
 def _cmd_export_vectors(args) -> int:
     from .pipeline import Pipeline
     from .vectors import export_vectors
@@ -319,6 +334,18 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--json", metavar="FILE", help="also write the metrics as JSON")
     g.add_argument("--quiet", action="store_true", help="no progress output")
     g.set_defaults(func=_cmd_generate)
+
+    c = sub.add_parser("encode", help="write a checkpoint's weights as Cassandra containers (.csnd) and a manifest")
+    c.add_argument("model", nargs="?", default=None,
+                   help="a .gguf file or a Llama checkpoint folder (default SmolLM2-135M)")
+    c.add_argument("--out", required=True, help="output folder (created; must not hold an earlier export)")
+    c.add_argument("--prune", type=float, default=DEFAULT_PRUNE_RATIO,
+                   help=f"weight pruning ratio (default {DEFAULT_PRUNE_RATIO})")
+    c.add_argument("--selector", choices=("wanda", "magnitude"), default="wanda",
+                   help="weight selection (default wanda, calibrated on the built-in texts)")
+    add_format_arguments(c)
+    c.add_argument("--quiet", action="store_true", help="no progress output")
+    c.set_defaults(func=_cmd_encode)
 
     e = sub.add_parser("export-vectors", help="write real weight and KV tiles with their streams and expected outputs")
     e.add_argument("--out", default="build/vectors", help="output folder (default build/vectors)")
