@@ -19,6 +19,12 @@ settings.register_profile(
 )
 settings.load_profile("default")
 
+# the pipeline's disk cache (golden/pipeline/cache.py): one folder inside the checkout that
+# every test process shares (two builds of the same pipeline in one run encode it once),
+# not the user's ~/.cache; `make clean` removes it
+os.environ.setdefault("CASSANDRA_CACHE_DIR", os.path.join(os.path.dirname(os.path.dirname(__file__)), "build",
+                                                          "test-cache"))
+
 #: the real-weight tiles the RTL suites use: tensor name -> rows, columns
 SMOLLM2_TILES = {
     "blk.0.ffn_down.weight": (4, 512),

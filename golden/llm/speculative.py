@@ -346,8 +346,13 @@ def generate_speculative(
     verify_bytes=None,
     plain_bytes=None,
     verify: str = "sequential",
+    on_tokens=None,
 ):
     """Speculative decoding; the draft and the target share ``cache``.
+
+    ``on_tokens(tokens)``, if given, hears the new tokens as they are committed
+    (a list each time: the first token, then each round's), none past ``eos_ids``
+    or ``max_new_tokens``.
 
     ``policy`` (:class:`golden.llm.drafting.DraftPolicy`) says what a round
     proposes; without one, a chain of ``gamma`` draft tokens.
@@ -380,6 +385,17 @@ def generate_speculative(
         pos = len(prompt_ids)  # the cache holds positions < pos; `last` sits at pos
         last = sampler.choose(logits[-1])
         out = [last]
+        emitted = 0
+
+        def emit():
+            nonlocal emitted
+            if on_tokens is not None:
+                final = _finish(out, eos_ids, max_new_tokens)
+                if len(final) > emitted:
+                    on_tokens(final[emitted:])
+                    emitted = len(final)
+
+        emit()
         while len(out) < max_new_tokens and last not in eos_ids:
             depth = min(policy.depth, max_new_tokens - len(out))
             tree = propose_tree(model, draft_weights, cache, last, list(prompt_ids) + out, policy, sampler, pos=pos,
@@ -400,6 +416,7 @@ def generate_speculative(
             out += new
             pos += len(new)
             last = new[-1]
+            emit()
             if any(t in eos_ids for t in new):
                 break
     result.tokens = _finish(out, eos_ids, max_new_tokens)

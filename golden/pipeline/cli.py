@@ -155,10 +155,26 @@ def _cmd_generate(args) -> int:
     reports, rows = [], []
     if args.prompt is not None:
         text = pipe.tokenizer.format_prompt(args.prompt, chat=not args.no_chat)
-        report = pipe.run(pipe.tokenizer.encode(text), args.max_new_tokens, check=not args.no_check)
-        reports.append(report)
+        streamed = {"tokens": [], "text": ""}
+
+        def show(tokens):  # the text as it is generated (decoded whole each time: merges across tokens)
+            streamed["tokens"] += tokens
+            now = pipe.tokenizer.decode(streamed["tokens"], skip_special_tokens=True)
+            if now.startswith(streamed["text"]):
+                print(now[len(streamed["text"]):], end="", flush=True)
+                streamed["text"] = now
+
         print()
-        print(pipe.tokenizer.decode(report.speculative.tokens, skip_special_tokens=True))
+        report = pipe.run(pipe.tokenizer.encode(text), args.max_new_tokens, check=not args.no_check,
+                          on_tokens=None if args.quiet else show)
+        reports.append(report)
+        final = pipe.tokenizer.decode(report.speculative.tokens, skip_special_tokens=True)
+        if args.quiet:
+            print(final)
+        elif final != streamed["text"]:  # a merge changed earlier text: print the final text whole
+            print("\n" + final)
+        else:
+            print()
         print()
         _print_metrics(_aggregate(reports))
     else:
@@ -229,6 +245,10 @@ def _add_pipeline_args(g: argparse.ArgumentParser) -> None:
     g.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     g.add_argument("--compute-dtype", choices=("float32", "float64", "bfloat16"), default="float32",
                    help="activation dtype (default float32; bfloat16 runs the model natively in BF16)")
+    g.add_argument("--no-cache", action="store_true",
+                   help="do not read or write the disk cache of calibration, encoded weights and decoded views")
+    g.add_argument("--cache-dir", default=None,
+                   help="the disk cache's folder (default $CASSANDRA_CACHE_DIR or ~/.cache/cassandra)")
     g.add_argument("--verify", choices=("sequential", "parallel"), default="sequential",
                    help="verification rows one at a time (default: bit-identical to plain decoding on any "
                         "hardware) or in one batched forward (faster on CPU)")
@@ -248,7 +268,7 @@ def _pipeline_config(args):
         sample=args.sample, temperature=args.temperature, seed=args.seed, device=args.device,
         compute_dtype=args.compute_dtype, verify=args.verify, tree=args.tree, threshold=args.threshold,
         lookup=args.lookup, lookup_min=args.lookup_min, lookup_max=args.lookup_max, width=args.width,
-        draft_rounding=args.draft_rounding,
+        draft_rounding=args.draft_rounding, cache=not args.no_cache, cache_dir=args.cache_dir,
     )
     cfg.policy()  # every draft option checked before any model work
     cfg.check_draft_rounding()

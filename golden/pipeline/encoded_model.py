@@ -68,7 +68,8 @@ class _RecordingCache(DenseKVCache):
         self.counts[layer] += torch.bincount(torch.cat([kb.reshape(-1), vb.reshape(-1)]) >> 7 & 0xFF, minlength=256)
 
 
-def calibrate(model: Llama, weights, tokenizer, texts, *, max_tokens_per_sample: int = 256) -> Calibration:
+def calibrate(model: Llama, weights, tokenizer, texts, *, max_tokens_per_sample: int = 256,
+              progress: bool = False) -> Calibration:
     """Run the full-precision model over ``texts`` (at most 128) and measure
     Wanda's ``||X||_2`` per input channel of every encoded weight, and the KV
     exponent histogram of every layer."""
@@ -85,6 +86,10 @@ def calibrate(model: Llama, weights, tokenizer, texts, *, max_tokens_per_sample:
     counts = [torch.zeros(256, dtype=torch.int64) for _ in range(config.num_hidden_layers)]
     tokens = 0
     with torch.inference_mode():
+        if progress:
+            from tqdm import tqdm
+
+            texts = tqdm(texts, desc="calibrating", unit="sample")
         for text in texts:
             ids = tokenizer.encode(text)[:max_tokens_per_sample]
             cache = _RecordingCache(config, len(ids), counts, model.device)
@@ -132,12 +137,14 @@ class CassandraWeights:
         compute_dtype=torch.float32,
         progress: bool = False,
         draft_rounding: str = "truncate",
+        parts: dict | None = None,
+        decoded: dict | None = None,
     ):
         if draft_rounding not in DRAFT_ROUNDINGS:
             raise ValueError(f"draft_rounding={draft_rounding!r} is not one of {DRAFT_ROUNDINGS}")
         if selector not in SELECTORS:
             raise ValueError(f"selector={selector!r} is not one of {SELECTORS}")
-        if selector == "wanda" and calibration is None:
+        if selector == "wanda" and calibration is None and parts is None:
             raise ValueError("the wanda selector needs a calibration (activation norms)")
         self.config = config
         self.params = params
@@ -150,8 +157,19 @@ class CassandraWeights:
         self.bits: dict[str, tuple[int, int]] = {}  # name -> (speculation bits, verification bits)
         self.raw: dict[str, torch.Tensor] = {}  # BF16 tensors read whole by both (norms; untied embedding)
         self.numel: dict[str, int] = {}  # encoded tensors' value counts
-        encoded = set(encoded_weight_names(config))
+        self.progress = progress
+        # BF16 copies of decoded tensors, (mode, name) -> tensor: given (from a cache), or kept when asked
+        self._decoded_bf16: dict = dict(decoded or {})
+        self.keep_decoded = False
+        self._views: dict[str, dict] = {}
+        self._full_head: torch.Tensor | None = None
         start = time.perf_counter()
+        if parts is not None:  # encoded earlier (golden.pipeline.cache): the same bytes
+            self.containers, self.bits = dict(parts["containers"]), dict(parts["bits"])
+            self.raw, self.numel = dict(parts["raw"]), dict(parts["numel"])
+            self.encode_seconds = time.perf_counter() - start
+            return
+        encoded = set(encoded_weight_names(config))
         names = list(checkpoint)
         if progress:
             from tqdm import tqdm
@@ -174,8 +192,14 @@ class CassandraWeights:
             self.bits[name] = (enc.speculation_bits, enc.verification_bits)
             self.numel[name] = w.numel()
         self.encode_seconds = time.perf_counter() - start
-        self._views: dict[str, dict] = {}
-        self._full_head: torch.Tensor | None = None
+
+    def parts(self) -> dict:
+        """What ``parts=`` takes back: the containers, their bits, the unencoded tensors."""
+        return {"containers": self.containers, "bits": self.bits, "raw": self.raw, "numel": self.numel}
+
+    def decoded_bf16(self) -> dict:
+        """The decoded tensors kept so far (``keep_decoded``), ``(mode, name) -> BF16``."""
+        return dict(self._decoded_bf16)
 
     @property
     def head_name(self) -> str:
@@ -191,7 +215,12 @@ class CassandraWeights:
             raise ValueError(f"mode={mode!r} is not 'draft' or 'full'")
         if mode not in self._views:
             out = {}
-            for name in self.containers:
+            names = list(self.containers)
+            if self.progress:
+                from tqdm import tqdm
+
+                names = tqdm(names, desc=f"decoding the {mode} view", unit="tensor")
+            for name in names:
                 if mode == "full" and name == self.head_name and self.config.tie_word_embeddings:
                     out[name] = self._embedding_rows()
                 else:
@@ -205,9 +234,13 @@ class CassandraWeights:
         return self._views[mode]
 
     def _decoded(self, name: str, mode: str) -> torch.Tensor:
-        rounding = self.draft_rounding if mode == "draft" else "truncate"
-        return decode(self.encoded(name, mode), mode, rounding=rounding).to(device=self.device,
-                                                                             dtype=self.compute_dtype)
+        values = self._decoded_bf16.get((mode, name))
+        if values is None:
+            rounding = self.draft_rounding if mode == "draft" else "truncate"
+            values = decode(self.encoded(name, mode), mode, rounding=rounding)
+            if self.keep_decoded:
+                self._decoded_bf16[(mode, name)] = values
+        return values.to(device=self.device, dtype=self.compute_dtype)
 
     def _embedding_rows(self) -> torch.Tensor:
         """Full decode of the tied head, made once and shared by both views."""

@@ -16,9 +16,11 @@ from golden.format.params import DEFAULT_PRUNE_RATIO, DRAFT_ROUNDINGS, FormatPar
 from golden.llm.datasets import CALIBRATION_TEXTS
 from golden.llm.drafting import DraftPolicy
 from golden.llm.llama import DenseKVCache, Llama, dense_weights, load_checkpoint
+from golden.llm.model_files import default_model_path
 from golden.llm.speculative import GenerationResult, Sampler, generate_plain, generate_speculative
 
-from .encoded_model import CassandraKVCache, CassandraWeights, calibrate, kv_codebooks
+from .cache import DiskCache, default_cache_dir, model_digest
+from .encoded_model import Calibration, CassandraKVCache, CassandraWeights, calibrate, kv_codebooks
 
 __all__ = ["PipelineConfig", "Pipeline", "RunReport", "COMPUTE_DTYPES"]
 
@@ -54,6 +56,8 @@ class PipelineConfig:
     lookup_min: int = 2
     lookup_max: int = 4
     width: int = 4  # dynamic trees: nodes expanded per level, children per node
+    cache: bool = True  # keep calibration, encoded weights and decoded views on disk (golden.pipeline.cache)
+    cache_dir: str | None = None  # default: $CASSANDRA_CACHE_DIR or ~/.cache/cassandra
 
     def policy(self) -> DraftPolicy:
         """What a round proposes (checked here, before any model work)."""
@@ -151,11 +155,21 @@ class Pipeline:
         self.model = Llama(self.model_config, device=config.device, compute_dtype=dtype)
         kv_params = config.kv_params(self.model_config.head_dim)
         self.log(f"loaded {config.model or 'SmolLM2-135M-Instruct (Q4_1 GGUF -> BF16)'} in {time.perf_counter() - t0:.1f} s")
+        cache = DiskCache(None if not config.cache else (config.cache_dir or default_cache_dir()), log=self.log)
+        self.cache = cache
+        digest = model_digest(config.model or default_model_path()) if cache.enabled else ""
         reference = dense_weights(checkpoint, device=config.device, dtype=dtype)
         t0 = time.perf_counter()
-        self.calibration = calibrate(
-            self.model, reference, self.tokenizer, CALIBRATION_TEXTS[: config.calibration_samples]
-        )
+        calibration_key = cache.key(kind="calibration", model=digest, samples=config.calibration_samples)
+        cached = cache.load("calibration", calibration_key)
+        if cached is not None:
+            self.calibration = Calibration(**cached)
+        else:
+            self.calibration = calibrate(
+                self.model, reference, self.tokenizer, CALIBRATION_TEXTS[: config.calibration_samples],
+                progress=progress,
+            )
+            cache.save("calibration", calibration_key, asdict(self.calibration))
         self.log(
             f"calibrated on {self.calibration.samples} built-in samples ({self.calibration.tokens} tokens) "
             f"in {time.perf_counter() - t0:.1f} s"
@@ -164,6 +178,13 @@ class Pipeline:
         if not keep_reference:
             del reference
         t0 = time.perf_counter()
+        weights_key = cache.key(kind="weights", model=digest, params=weight_params.as_dict(), prune=config.prune,
+                                selector=config.selector,
+                                calibration=calibration_key if config.selector == "wanda" else None)
+        views_key = cache.key(kind="views", weights=weights_key, rounding=config.draft_rounding,
+                              device=config.device, dtype=config.compute_dtype)
+        parts = cache.load("weights", weights_key)
+        decoded = cache.load("views", views_key) if parts is not None else None
         self.weights = CassandraWeights(
             self.model_config,
             checkpoint,
@@ -175,14 +196,22 @@ class Pipeline:
             compute_dtype=dtype,
             progress=progress,
             draft_rounding=config.draft_rounding,
+            parts=parts,
+            decoded=decoded,
         )
+        if parts is None:
+            cache.save("weights", weights_key, self.weights.parts())
         del checkpoint
         self.kv_params = kv_params
         self.kv_codebooks = kv_codebooks(self.calibration, kv_params) if kv_params.exponent_coding == "unary" else None
         self.log(f"encoded {len(self.weights.containers)} weight tensors in {time.perf_counter() - t0:.1f} s")
         t0 = time.perf_counter()
+        self.weights.keep_decoded = cache.enabled and decoded is None
         self.draft_weights = self.weights.view("draft")
         self.target_weights = self.weights.view("full")
+        if self.weights.keep_decoded:
+            cache.save("views", views_key, self.weights.decoded_bf16())
+            self.weights.keep_decoded = False
         self.log(f"decoded draft and full views in {time.perf_counter() - t0:.1f} s")
 
     # -- one prompt -----------------------------------------------------------
@@ -203,8 +232,9 @@ class Pipeline:
         kv = 2 * 2 * c.num_hidden_layers * c.num_key_value_heads * c.head_dim * context
         return self.weights.bf16_bytes() + kv
 
-    def run(self, prompt_ids: list[int], max_new_tokens: int, *, check: bool = True) -> RunReport:
-        """Speculative decoding of one prompt, and plain decoding to compare if ``check``."""
+    def run(self, prompt_ids: list[int], max_new_tokens: int, *, check: bool = True, on_tokens=None) -> RunReport:
+        """Speculative decoding of one prompt, and plain decoding to compare if ``check``.
+        ``on_tokens(tokens)`` hears the speculative run's tokens as they are committed."""
         if not prompt_ids:
             raise ValueError("the prompt is empty")
         cfg = self.config
@@ -225,6 +255,7 @@ class Pipeline:
             verify_bytes=lambda n, ctx: self.weights.step_bytes("full", n) + cache.step_bytes("full"),
             plain_bytes=self.plain_bytes,
             verify=cfg.verify,
+            on_tokens=on_tokens,
         )
         plain = None
         if check:

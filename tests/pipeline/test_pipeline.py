@@ -187,3 +187,48 @@ def test_generate_cli_errors(tiny_folder, capsys, args, message):
     rc = main(["generate", "--model", str(tiny_folder), "--group-size", "16", "--quiet", *args])
     assert rc == 2
     assert message in capsys.readouterr().err
+
+
+def test_disk_cache_serves_a_second_build(tiny_folder, tmp_path):
+    """A second pipeline with the same model and settings loads calibration, containers
+    and decoded views from the cache, bit for bit what the first computed; other
+    settings and --no-cache build afresh."""
+    from golden.pipeline import Pipeline, PipelineConfig
+
+    logs = []
+    cfg = dict(model=str(tiny_folder), group_size=16, cache_dir=str(tmp_path / "cache"))
+    first = Pipeline(PipelineConfig(**cfg), log=logs.append)
+    assert not any("from the cache" in m for m in logs)
+    assert {p.name for p in (tmp_path / "cache").iterdir()} == {"calibration", "weights", "views"}
+    logs.clear()
+    second = Pipeline(PipelineConfig(**cfg), log=logs.append)
+    assert sum("from the cache" in m for m in logs) == 3
+    assert first.weights.containers == second.weights.containers
+    for mode in ("draft", "full"):
+        a, b = first.weights.view(mode), second.weights.view(mode)
+        assert all(torch.equal(a[n].view(torch.int32), b[n].view(torch.int32)) for n in first.weights.containers)
+    prompt = second.tokenizer.encode("def f(x):")
+    assert second.run(prompt, 8).lossless is True
+    logs.clear()
+    Pipeline(PipelineConfig(**cfg, prune=0.25), log=logs.append)  # new weights; the same calibration
+    assert sum("from the cache" in m for m in logs) == 1
+    logs.clear()
+    Pipeline(PipelineConfig(**{**cfg, "cache_dir": str(tmp_path / "off")}, cache=False), log=logs.append)
+    assert not (tmp_path / "off").exists() and not any("from the cache" in m for m in logs)
+
+
+def test_tokens_are_streamed_as_committed(tiny_folder, capsys):
+    from golden.pipeline import Pipeline, PipelineConfig
+
+    pipe = Pipeline(PipelineConfig(model=str(tiny_folder), group_size=16, tree="2x2", gamma=2))
+    heard = []
+    for new_tokens in (1, 7, 20):
+        heard.clear()
+        report = pipe.run(pipe.tokenizer.encode("a b a b a b"), new_tokens, check=False, on_tokens=heard.append)
+        assert [t for chunk in heard for t in chunk] == report.speculative.tokens
+        assert all(chunk for chunk in heard) and len(heard) >= 1
+    rc = main(["generate", "--model", str(tiny_folder), "--prompt", "hello", "--max-new-tokens", "8",
+               "--group-size", "16", "--no-check"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "acceptance rate alpha" in out
