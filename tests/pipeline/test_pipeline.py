@@ -66,31 +66,38 @@ DRAFTING_MODES = [
 ]
 
 
-def test_greedy_lossless_in_every_drafting_mode(pipe):
-    """Trees, adaptive length and lookup on the real model: the output equals plain
-    BF16 decoding, with weights and KV cache in Cassandra format."""
+@pytest.fixture(scope="module")
+def drafting_prompts(pipe):
+    """Two prompts and plain BF16 decoding's 20 tokens for each."""
     tok = pipe.tokenizer
     prompts = [
         tok.encode("def add(a, b):\n    return a + b\n\n\ndef sub(a, b):\n    return a - b\n\n\n"
                    "def mul(a, b):\n    return"),
         tok.encode(tok.format_prompt("Name three colours.")),
     ]
-    eos = tok.eos_token_ids
     plains = [generate_plain(pipe.model, pipe.reference, DenseKVCache(pipe.model_config, 128), ids, 20,
-                             eos_ids=eos).tokens for ids in prompts]
+                             eos_ids=tok.eos_token_ids).tokens for ids in prompts]
+    return prompts, plains
+
+
+@pytest.mark.parametrize("policy", DRAFTING_MODES, ids=lambda p: p.describe())
+def test_greedy_lossless_in_every_drafting_mode(pipe, drafting_prompts, policy):
+    """Trees, adaptive length and lookup on the real model: the output equals plain
+    BF16 decoding, with weights and KV cache in Cassandra format. (One test per mode,
+    so that the two test workers share them.)"""
+    prompts, plains = drafting_prompts
     default = pipe.policy
     try:
-        for policy in DRAFTING_MODES:
-            pipe.policy = policy
-            reports = [pipe.run(ids, 20, check=False) for ids in prompts]
-            for report, plain in zip(reports, plains):
-                assert report.speculative.tokens == plain, policy.describe()
-            combined = GenerationResult.combine(r.speculative for r in reports)
-            assert combined.tau > 1.2, policy.describe()  # each mode accepts drafts on these prompts
-            if policy.lookup == "alone":
-                assert combined.draft_forwards == 0 and combined.mean_draft_bytes == 0
+        pipe.policy = policy
+        reports = [pipe.run(ids, 20, check=False) for ids in prompts]
     finally:
         pipe.policy = default
+    for report, plain in zip(reports, plains):
+        assert report.speculative.tokens == plain, policy.describe()
+    combined = GenerationResult.combine(r.speculative for r in reports)
+    assert combined.tau > 1.2, policy.describe()  # each mode accepts drafts on these prompts
+    if policy.lookup == "alone":
+        assert combined.draft_forwards == 0 and combined.mean_draft_bytes == 0
 
 
 def test_sampling_runs_on_real_model(pipe):
