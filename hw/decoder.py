@@ -35,10 +35,10 @@ from amaranth.lib.wiring import In, Out
 from golden.format.params import (
     BF16_EXPONENT_BITS,
     BF16_MANTISSA_BITS,
-    DRAFT_ROUNDINGS,
     MX_ESCAPE_BITS,
     STREAM_NAMES,
     FormatParams,
+    check_draft_rounding,
 )
 
 from .common import (
@@ -138,10 +138,7 @@ class Decoder(wiring.Component):
                  unary_window_bits: int | None = None, draft_rounding: str = "truncate"):
         with parameter_checks(self):
             self._check(params, lanes, word_bits, unary_window_bits)
-            if draft_rounding not in DRAFT_ROUNDINGS:
-                raise ValueError(f"draft_rounding={draft_rounding!r} is not one of {DRAFT_ROUNDINGS}")
-            if draft_rounding != "truncate" and params.exponent_coding == "mx":
-                raise ValueError(f"draft_rounding={draft_rounding!r} is defined for raw and unary coding, not mx")
+            check_draft_rounding(draft_rounding, params.exponent_coding)
         self.draft_rounding = draft_rounding
         self.params = params
         self.lanes = lanes

@@ -28,9 +28,9 @@ from .bitstream import (
 from .container import CassandraFormatError, EncodedTensor, check_stream_tail
 from .params import (
     BF16_BITS,
-    DRAFT_ROUNDINGS,
     MX_ESCAPE_BITS,
     FormatParams,
+    check_draft_rounding,
 )
 
 __all__ = [
@@ -71,8 +71,7 @@ def round_draft_bits(bits: torch.Tensor, truncated_bits: int, rounding: str = "t
     infinities and NaN keep the truncated pattern. Works on any int tensor of
     patterns 0..65535; the speculation data holds everything it reads.
     """
-    if rounding not in DRAFT_ROUNDINGS:
-        raise ValueError(f"rounding={rounding!r} is not one of {DRAFT_ROUNDINGS}")
+    check_draft_rounding(rounding, label="rounding")
     if not 0 <= truncated_bits <= 7:
         raise ValueError(f"truncated_bits={truncated_bits} is out of range 0..7")
     out = bits & ((0xFFFF << truncated_bits) & 0xFFFF)
@@ -357,12 +356,9 @@ def decode(encoded: EncodedTensor, mode: str = "full", *, superblocks: tuple[int
         raise ValueError(f"mode={mode!r} is not one of {DECODE_MODES}")
     if mode == "full" and not encoded.has_verification:
         raise ValueError("full decode needs the verification streams; this tensor was read with part='speculation'")
-    if rounding not in DRAFT_ROUNDINGS:
-        raise ValueError(f"rounding={rounding!r} is not one of {DRAFT_ROUNDINGS}")
+    check_draft_rounding(rounding, encoded.params.exponent_coding, label="rounding")
     if rounding != "truncate" and mode != "draft":
         raise ValueError(f"rounding={rounding!r} applies to draft decode only, not mode={mode!r}")
-    if rounding != "truncate" and encoded.params.exponent_coding == "mx":
-        raise ValueError(f"rounding={rounding!r} is defined for raw and unary coding, not mx")
     n_sb = encoded.num_superblocks
     if superblocks is None:
         start, stop = 0, n_sb

@@ -39,6 +39,16 @@ EXPONENT_CODINGS = ("raw", "unary", "mx")
 #: zeros (the paper's), ``midpoint`` the middle of the truncated interval. A reader's choice; the streams are the same.
 DRAFT_ROUNDINGS = ("truncate", "midpoint")
 
+
+def check_draft_rounding(rounding, exponent_coding: str | None = None, *, label: str = "draft_rounding") -> None:
+    """Raise ``ValueError`` naming ``label`` unless ``rounding`` is one of
+    :data:`DRAFT_ROUNDINGS` and (given ``exponent_coding``) defined for that coding:
+    ``midpoint`` is defined for raw and unary, not mx."""
+    if rounding not in DRAFT_ROUNDINGS:
+        raise ValueError(f"{label}={rounding!r} is not one of {DRAFT_ROUNDINGS}")
+    if rounding != "truncate" and exponent_coding == "mx":
+        raise ValueError(f"{label}={rounding!r} is defined for raw and unary exponent coding, not mx")
+
 #: Streams in container order. The speculation streams come first so that a
 #: draft-only reader reads one contiguous prefix of the file.
 SPECULATION_STREAMS = ("bitmap", "sign_mantissa", "exponent")

@@ -21,7 +21,7 @@ import json
 import os
 from pathlib import Path
 
-__all__ = ["CACHE_ENV", "DiskCache", "default_cache_dir", "model_digest", "code_digest"]
+__all__ = ["CACHE_ENV", "DiskCache", "default_cache_dir", "file_sha256", "model_digest", "code_digest"]
 
 CACHE_ENV = "CASSANDRA_CACHE_DIR"
 
@@ -46,6 +46,11 @@ def _file_sha256(path: Path, digest=None):
     return digest
 
 
+def file_sha256(path) -> str:
+    """SHA-256 of one file, hex (read in chunks)."""
+    return _file_sha256(Path(path)).hexdigest()
+
+
 def model_digest(path) -> str:
     """SHA-256 of a model file, or of every file of a checkpoint folder (names and bytes)."""
     path = Path(path)
@@ -55,7 +60,7 @@ def model_digest(path) -> str:
             digest.update(file.name.encode() + b"\0")
             _file_sha256(file, digest)
         return digest.hexdigest()
-    return _file_sha256(path).hexdigest()
+    return file_sha256(path)
 
 
 def code_digest() -> str:

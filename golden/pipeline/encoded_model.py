@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 
 from golden.format.codec import EncodedTensor, bf16_bits, decode, encode, unary_codebook
-from golden.format.params import DRAFT_ROUNDINGS, FormatParams, keep_count
+from golden.format.params import FormatParams, check_draft_rounding, keep_count
 from golden.format.select import magnitude_topk_mask, wanda_topk_mask
 from golden.llm.llama import LINEAR_SUFFIXES, DenseKVCache, Llama, LlamaConfig
 
@@ -140,8 +140,7 @@ class CassandraWeights:
         parts: dict | None = None,
         decoded: dict | None = None,
     ):
-        if draft_rounding not in DRAFT_ROUNDINGS:
-            raise ValueError(f"draft_rounding={draft_rounding!r} is not one of {DRAFT_ROUNDINGS}")
+        check_draft_rounding(draft_rounding, params.exponent_coding)
         if selector not in SELECTORS:
             raise ValueError(f"selector={selector!r} is not one of {SELECTORS}")
         if selector == "wanda" and calibration is None and parts is None:
@@ -298,8 +297,7 @@ class CassandraKVCache:
         device="cpu",
         draft_rounding: str = "truncate",
     ):
-        if draft_rounding not in DRAFT_ROUNDINGS:
-            raise ValueError(f"draft_rounding={draft_rounding!r} is not one of {DRAFT_ROUNDINGS}")
+        check_draft_rounding(draft_rounding, params.exponent_coding)
         if params.group_size != config.head_dim:
             raise ValueError(
                 f"KV group_size={params.group_size} must equal head_dim={config.head_dim} (one group per head vector)"

@@ -11,20 +11,17 @@ generate`` runs on.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from pathlib import Path
 
 from golden.format.params import FormatParams
 
+from .cache import file_sha256
+
 __all__ = ["encode_checkpoint", "MANIFEST_VERSION"]
 
 MANIFEST_VERSION = 1
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def encode_checkpoint(out_dir, *, model=None, params: FormatParams | None = None, prune: float = 0.4,
@@ -74,7 +71,7 @@ def encode_checkpoint(out_dir, *, model=None, params: FormatParams | None = None
         speculation, verification = weights.bits[name]
         tensors[name] = {"file": path.name, "shape": shapes[name],
                          "speculation_bits": speculation, "verification_bits": verification,
-                         "sha256": _sha256(path)}
+                         "sha256": file_sha256(path)}
     unencoded = None
     if weights.raw:
         unencoded = out / "unencoded.safetensors"
@@ -90,7 +87,7 @@ def encode_checkpoint(out_dir, *, model=None, params: FormatParams | None = None
         "verification_bits_per_value": sum(b[1] for b in weights.bits.values()) / values,
         "tensors": tensors,
         "unencoded": None if unencoded is None else {"file": unencoded.name, "tensors": sorted(weights.raw),
-                                                     "sha256": _sha256(unencoded)},
+                                                     "sha256": file_sha256(unencoded)},
     }
     path = out / "manifest.json"
     path.write_text(json.dumps(manifest, indent=2) + "\n")

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from golden.format.params import DEFAULT_PRUNE_RATIO, DRAFT_ROUNDINGS, FormatParams, mantissa_bits_kept
+from golden.format.params import DEFAULT_PRUNE_RATIO, FormatParams, check_draft_rounding, mantissa_bits_kept
 from golden.llm.datasets import CALIBRATION_TEXTS
 from golden.llm.drafting import DraftPolicy
 from golden.llm.llama import DenseKVCache, Llama, dense_weights, load_checkpoint
@@ -65,11 +65,7 @@ class PipelineConfig:
                            lookup_min=self.lookup_min, lookup_max=self.lookup_max, width=self.width)
 
     def check_draft_rounding(self) -> None:
-        if self.draft_rounding not in DRAFT_ROUNDINGS:
-            raise ValueError(f"draft_rounding={self.draft_rounding!r} is not one of {DRAFT_ROUNDINGS}")
-        if self.draft_rounding != "truncate" and self.exponent == "mx":
-            raise ValueError(f"draft_rounding={self.draft_rounding!r} is defined for raw and unary exponent coding, "
-                             "not mx")
+        check_draft_rounding(self.draft_rounding, self.exponent)
 
     def weight_params(self) -> FormatParams:
         m = mantissa_bits_kept(self.truncate, label=f"truncate={self.truncate!r}")

@@ -8,7 +8,6 @@ docs/VECTORS.md.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -18,6 +17,8 @@ import torch
 from golden.format.codec import EncodedTensor, bf16_bits, decode, decode_bitmap, encode
 from golden.format.params import STREAM_NAMES
 
+from .cache import file_sha256
+
 __all__ = ["export_vectors", "write_vector", "read_vector", "check_layers", "VECTORS_FORMAT_VERSION"]
 
 VECTORS_FORMAT_VERSION = 1
@@ -25,10 +26,6 @@ VECTORS_FORMAT_VERSION = 1
 
 def _u16(bits: torch.Tensor) -> bytes:
     return bits.reshape(-1).numpy().astype("<u2").tobytes()
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def write_vector(out_dir: Path, name: str, x: torch.Tensor, keep: torch.Tensor, enc: EncodedTensor, source: dict,
@@ -61,7 +58,7 @@ def write_vector(out_dir: Path, name: str, x: torch.Tensor, keep: torch.Tensor, 
             "payload_bits": enc.streams[stream].payload_bits,
             "stored_bits": enc.streams[stream].stored_bits,
             "superblock_offsets_words64": enc.streams[stream].superblock_offsets.tolist(),
-            "sha256": _sha256(out_dir / fname),
+            "sha256": file_sha256(out_dir / fname),
         }
     entry = {
         "name": name,
@@ -73,7 +70,7 @@ def write_vector(out_dir: Path, name: str, x: torch.Tensor, keep: torch.Tensor, 
         "source": source,
         "files": files,
         "streams": streams,
-        "sha256": {k: _sha256(out_dir / f) for k, f in files.items()},
+        "sha256": {k: file_sha256(out_dir / f) for k, f in files.items()},
     }
     return entry
 
@@ -88,7 +85,7 @@ def read_vector(out_dir: Path, entry: dict) -> dict:
     expected = {f: entry["sha256"][k] for k, f in entry["files"].items() if k in entry.get("sha256", {})}
     expected.update({info["file"]: info["sha256"] for info in entry["streams"].values() if "sha256" in info})
     for fname, digest in expected.items():
-        if _sha256(out_dir / fname) != digest:
+        if file_sha256(out_dir / fname) != digest:
             raise ValueError(f"vector {entry['name']!r}: {out_dir / fname} does not match the manifest's SHA-256 "
                              "(changed or damaged since export)")
     load16 = lambda key: np.frombuffer((out_dir / entry["files"][key]).read_bytes(), dtype="<u2").reshape(shape)  # noqa: E731
