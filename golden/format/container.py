@@ -27,7 +27,7 @@ from .bitstream import PackedStream, bits_of_words, bytes_to_words
 from .params import EXPONENT_CODINGS, SPECULATION_STREAMS, STREAM_NAMES, VERIFICATION_STREAMS, FormatParams
 
 __all__ = ["CassandraFormatError", "EncodedTensor", "MAGIC", "VERSION", "to_bytes", "from_bytes", "save", "load",
-           "PARTS", "CHECKS", "check_structure", "check_stream_tail"]
+           "PARTS", "check_structure", "check_stream_tail"]
 
 
 class CassandraFormatError(ValueError):
@@ -122,15 +122,15 @@ class EncodedTensor:
         return to_bytes(self)
 
     @staticmethod
-    def from_bytes(data: bytes, *, part: str = "all", check: str = "full") -> "EncodedTensor":
-        return from_bytes(data, part=part, check=check)
+    def from_bytes(data: bytes, *, part: str = "all") -> "EncodedTensor":
+        return from_bytes(data, part=part)
 
     def save(self, path) -> None:
         save(self, path)
 
     @staticmethod
-    def load(path, *, part: str = "all", check: str = "full") -> "EncodedTensor":
-        return load(path, part=part, check=check)
+    def load(path, *, part: str = "all") -> "EncodedTensor":
+        return load(path, part=part)
 
 
 # ---------------------------------------------------------------------------
@@ -288,15 +288,7 @@ def _parse_header(data) -> tuple[dict, int]:
     return fields, header_len
 
 
-#: How much of a container ``from_bytes`` / ``load`` check: ``full`` (default) everything,
-#: decoding the variable-width fields (unary exponent codes; mx low bits, with the
-#: verification streams) to check their sizes, padding and payload bits exactly;
-#: ``structure`` all but that (for bytes a trusted writer just made; any later decode
-#: still checks them).
-CHECKS = ("full", "structure")
-
-
-def from_bytes(data, *, part: str = "all", check: str = "full") -> EncodedTensor:
+def from_bytes(data, *, part: str = "all") -> EncodedTensor:
     """Parse a container. ``part="speculation"`` reads the speculation streams only.
 
     Raises
@@ -307,8 +299,6 @@ def from_bytes(data, *, part: str = "all", check: str = "full") -> EncodedTensor
     """
     if part not in PARTS:
         raise ValueError(f"part={part!r} is not one of {PARTS}")
-    if check not in CHECKS:
-        raise ValueError(f"check={check!r} is not one of {CHECKS}")
     view = memoryview(data)
     fields, pos = _parse_header(view)
     names = SPECULATION_STREAMS if part == "speculation" else STREAM_NAMES
@@ -339,22 +329,7 @@ def from_bytes(data, *, part: str = "all", check: str = "full") -> EncodedTensor
         num_kept=fields["num_kept"],
     )
     check_structure(enc)
-    if check == "full":
-        _check_variable_fields(enc)
     return enc
-
-
-def _check_variable_fields(enc: EncodedTensor) -> None:
-    """Decode what only decoding delimits: unary exponent codes (a draft decode) and,
-    with the verification streams, mx low bits (a full decode); decoding raises on a
-    part, tail or payload-bit count that disagrees with the fields."""
-    from .codec import decode  # the codec imports this module
-
-    coding = enc.params.exponent_coding
-    if coding == "unary":
-        decode(enc, "draft")
-    elif coding == "mx" and enc.has_verification:
-        decode(enc, "full")
 
 
 # ---------------------------------------------------------------------------
@@ -475,17 +450,15 @@ def save(enc: EncodedTensor, path) -> None:
     os.replace(tmp, path)
 
 
-def load(path, *, part: str = "all", check: str = "full") -> EncodedTensor:
+def load(path, *, part: str = "all") -> EncodedTensor:
     """Read a container file; ``part="speculation"`` reads only the file's prefix."""
     if part not in PARTS:
         raise ValueError(f"part={part!r} is not one of {PARTS}")
-    if check not in CHECKS:
-        raise ValueError(f"check={check!r} is not one of {CHECKS}")
     if not os.path.exists(path):
         raise FileNotFoundError(f"no container at {os.fspath(path)!r}")
     with open(path, "rb") as f:
         if part == "all":
-            return from_bytes(f.read(), check=check)
+            return from_bytes(f.read())
         head = f.read(1 << 16)
         while True:
             try:
@@ -499,4 +472,4 @@ def load(path, *, part: str = "all", check: str = "full") -> EncodedTensor:
         need = header_len + 8 * sum(fields["streams"][n][1] for n in SPECULATION_STREAMS)
         if len(head) < need:
             head += f.read(need - len(head))
-        return from_bytes(head[:need], part="speculation", check=check)
+        return from_bytes(head[:need], part="speculation")
