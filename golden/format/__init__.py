@@ -4,7 +4,10 @@
   definition shared by the golden model, the RTL (``hw/``) and the testbenches. It
   imports nothing heavy (no torch, no numpy), so ``hw/`` can use it alone.
 * :mod:`golden.format.bitstream`: packing fields into 64-bit-aligned superblocks.
-* :mod:`golden.format.container`: :class:`EncodedTensor` and its container bytes.
+* :mod:`golden.format.layout`: where each stream's fields lie, read and checked
+  (unary exponent codes, mx low bits); :class:`CassandraFormatError`.
+* :mod:`golden.format.container`: :class:`EncodedTensor` and its container bytes
+  (its strict reader checks the structure with ``layout``).
 * :mod:`golden.format.codec`: ``encode``, ``decode`` (draft or full), exact bit counts.
 * :mod:`golden.format.select`: which values the speculation data keeps (magnitude
   top-k with its tie rule, Wanda).
@@ -22,7 +25,8 @@ import importlib
 EXPORTS = {
     **dict.fromkeys(("DRAFT_ROUNDINGS", "EXPONENT_CODINGS", "SPECULATION_STREAMS", "STREAM_NAMES",
                      "VERIFICATION_STREAMS", "FormatParams", "keep_count", "mantissa_bits_kept"), "golden.format.params"),
-    **dict.fromkeys(("CassandraFormatError", "EncodedTensor"), "golden.format.container"),
+    "CassandraFormatError": "golden.format.layout",
+    "EncodedTensor": "golden.format.container",
     **dict.fromkeys(("DECODE_MODES", "bf16_bits", "bf16_from_bits", "decode", "decode_bitmap",
                      "encode", "payload_bits", "round_draft_bits", "unary_codebook"), "golden.format.codec"),
     **dict.fromkeys(("activation_l2_norm", "magnitude_topk_mask", "wanda_topk_mask"), "golden.format.select"),

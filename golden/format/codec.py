@@ -16,16 +16,19 @@ from __future__ import annotations
 
 import torch
 
-from .bitstream import (
-    PackedStream,
-    bits_of_words,
-    bits_per_superblock,
-    exclusive_cumsum,
-    field_offsets,
-    pack_fields,
-    read_fields,
+from .bitstream import PackedStream, pack_fields, read_fields
+from .container import CassandraFormatError, EncodedTensor
+from .layout import (
+    check_payload_bits,
+    checked_field_offsets,
+    mx_blocks,
+    mx_split,
+    read_bitmap,
+    read_mx_low_bits,
+    read_speculation,
+    slice_stream,
+    superblock_chunks,
 )
-from .container import CassandraFormatError, EncodedTensor, check_stream_tail
 from .params import (
     BF16_BITS,
     MX_ESCAPE_BITS,
@@ -48,9 +51,6 @@ __all__ = [
 ]
 
 DECODE_MODES = ("draft", "full")
-
-#: Decoding works on this many values at a time (whole superblocks).
-_DECODE_CHUNK_VALUES = 1 << 20
 
 
 # ---------------------------------------------------------------------------
@@ -85,10 +85,6 @@ def bf16_from_bits(bits: torch.Tensor) -> torch.Tensor:
     """int tensor of 16-bit patterns (0..65535) -> BF16 tensor, same shape."""
     signed = torch.where(bits >= 0x8000, bits - 0x10000, bits)
     return signed.to(torch.int16).view(torch.bfloat16)
-
-
-# MSB position of 1..255 (entry 0 unused).
-_MSB_TABLE = torch.tensor([max(v.bit_length() - 1, 0) for v in range(256)], dtype=torch.int64)
 
 
 # ---------------------------------------------------------------------------
@@ -141,54 +137,6 @@ def unary_codebook(exponents: torch.Tensor, params: FormatParams) -> torch.Tenso
     counts = torch.bincount(exponents.reshape(-1).to(torch.int64), minlength=256)
     order = torch.argsort(-counts, stable=True)
     return order[: params.unary_max_code_length].clone()
-
-
-# ---------------------------------------------------------------------------
-# Shared index bookkeeping (used by encode and decode alike)
-# ---------------------------------------------------------------------------
-def _kept_rank_in_group(kept_group: torch.Tensor, num_groups: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """For kept values in stream order: rank within their group, and kept count per group."""
-    per_group = torch.bincount(kept_group, minlength=num_groups)
-    rank = torch.arange(kept_group.numel(), dtype=torch.int64) - exclusive_cumsum(per_group)[kept_group]
-    return rank, per_group
-
-
-def _mx_blocks(kept_group: torch.Tensor, num_groups: int, block: int):
-    """mx blocks: ``block`` consecutive kept values of a group share an exponent.
-
-    Returns the block index of every kept value, and each block's group.
-    """
-    rank, per_group = _kept_rank_in_group(kept_group, num_groups)
-    blocks_per_group = (per_group + block - 1) // block
-    first_block = exclusive_cumsum(blocks_per_group)
-    block_index = first_block[kept_group] + rank // block
-    block_group = torch.repeat_interleave(torch.arange(num_groups, dtype=torch.int64), blocks_per_group)
-    return block_index, block_group
-
-
-def _field_offsets(
-    name: str,
-    widths: torch.Tensor,
-    superblock: torch.Tensor,
-    sb_offsets: torch.Tensor,
-) -> torch.Tensor:
-    """Absolute bit offsets of fields laid out as pack_fields lays them out.
-
-    Raises CassandraFormatError when a superblock's part of the stream is not
-    exactly its fields padded to 64 bits (truncated or corrupted data).
-    """
-    bits_per_sb = bits_per_superblock(widths, superblock, sb_offsets.numel() - 1)
-    region_words = sb_offsets[1:] - sb_offsets[:-1]
-    needed_words = (bits_per_sb + 63) // 64
-    bad = needed_words != region_words
-    if bool(bad.any()):
-        sb = int(torch.nonzero(bad)[0])
-        raise CassandraFormatError(
-            f"stream {name!r}, superblock {sb}: the bitmap calls for {int(bits_per_sb[sb])} bits "
-            f"({int(needed_words[sb])} 64-bit words) but the stream holds {int(region_words[sb])} words "
-            "there: the stream is truncated or corrupted"
-        )
-    return field_offsets(widths, superblock, sb_offsets, bits_per_sb)
 
 
 # ---------------------------------------------------------------------------
@@ -247,7 +195,7 @@ def _stream_fields(x: torch.Tensor, keep_mask: torch.Tensor, params: FormatParam
             raise ValueError("codebook is only used with exponent_coding='unary'")
         effective = torch.clamp(exponent, min=1)
         significand = torch.where(exponent > 0, 128, 0) | mantissa
-        block_index, block_group = _mx_blocks(kept_idx // G, num_groups, params.mx_block_size)
+        block_index, block_group = mx_blocks(kept_idx // G, num_groups, params.mx_block_size)
         shared = torch.zeros(block_group.numel(), dtype=torch.int64)
         shared.scatter_reduce_(0, block_index, effective, reduce="amax", include_self=True)
         shift = shared[block_index] - effective + t  # bits of the significand alignment drops
@@ -366,18 +314,11 @@ def decode(encoded: EncodedTensor, mode: str = "full", *, superblocks: tuple[int
         start, stop = (int(v) for v in superblocks)
         if not 0 <= start <= stop <= n_sb:
             raise ValueError(f"superblocks=({start}, {stop}) is out of range for {n_sb} superblocks")
-    per_chunk = max(1, _DECODE_CHUNK_VALUES // encoded.params.superblock_values)
-    used: dict = {}  # payload bits of the variable-width streams, as decoding finds them
-    parts = [
-        _decode_range(encoded, mode, lo, min(lo + per_chunk, stop), rounding, used)
-        for lo in range(start, stop, per_chunk)
-    ]
+    used: dict = {}  # payload bits of the variable-width streams, as reading finds them
+    parts = [_decode_range(encoded, mode, lo, hi, rounding, used)
+             for lo, hi in superblock_chunks(start, stop, encoded.params)]
     if superblocks is None:
-        for name, bits in used.items():
-            if bits != encoded.streams[name].payload_bits:
-                raise CassandraFormatError(
-                    f"stream {name!r}: the stream table's payload_bits={encoded.streams[name].payload_bits} but "
-                    f"its fields take {bits} bits")
+        check_payload_bits(encoded, used)
     out = torch.cat(parts) if parts else torch.zeros(0, dtype=torch.int64)
     values = bf16_from_bits(out)
     return values.reshape(encoded.shape) if superblocks is None else values
@@ -387,163 +328,52 @@ def decode_bitmap(encoded: EncodedTensor) -> torch.Tensor:
     """The keep mask (bool, ``encoded.shape``) that the bitmap stream holds."""
     if not isinstance(encoded, EncodedTensor):
         raise TypeError(f"decode_bitmap() takes an EncodedTensor, got {type(encoded).__name__}")
-    return _read_bitmap(encoded, 0, encoded.num_superblocks, encoded.num_values).reshape(encoded.shape)
-
-
-def _read_bitmap(enc: EncodedTensor, start: int, stop: int, n: int) -> torch.Tensor:
-    """Keep bits of superblocks start..stop-1 (n values), flat."""
-    sb_values = enc.params.superblock_values
-    words, offs = _slice_stream(enc.streams["bitmap"], start, stop)
-    n_chunks = n // 8
-    chunk_sb = torch.arange(n_chunks, dtype=torch.int64) * 8 // sb_values
-    chunk_off = _field_offsets("bitmap", torch.full((n_chunks,), 8, dtype=torch.int64), chunk_sb, offs)
-    chunks = read_fields(words, chunk_off, 8)
-    return ((chunks.unsqueeze(1) >> torch.arange(8, dtype=torch.int64)) & 1).reshape(-1).bool()
-
-
-def _slice_stream(stream: PackedStream, start: int, stop: int):
-    offsets = stream.superblock_offsets
-    lo, hi = int(offsets[start]), int(offsets[stop])
-    return stream.words[lo * 2 : hi * 2], offsets[start : stop + 1] - lo
+    return read_bitmap(encoded, 0, encoded.num_superblocks).reshape(encoded.shape)
 
 
 def _decode_range(enc: EncodedTensor, mode: str, start: int, stop: int, rounding: str = "truncate",
                   used: dict | None = None) -> torch.Tensor:
     """Decode superblocks start..stop-1 into a flat int64 tensor of bit patterns."""
     p = enc.params
-    G, sb_values = p.group_size, p.superblock_values
-    v0 = start * sb_values
-    v1 = min(stop * sb_values, enc.num_values)
-    n = v1 - v0
-    n_groups = n // G
-    m, t = p.mantissa_bits, p.truncated_bits
+    sb_values = p.superblock_values
+    t = p.truncated_bits
+    fields = read_speculation(enc, start, stop, used)  # checks the parts as it reads them
+    keep, kept_idx, k_sb = fields.keep, fields.kept_index, fields.superblock
+    sign, high = fields.sign, fields.high  # high: m mantissa bits, or mx's m+1-bit aligned significand
 
-    keep = _read_bitmap(enc, start, stop, n)
-    kept_idx = torch.nonzero(keep).reshape(-1)
-    k_sb = kept_idx // sb_values
-    num_kept = kept_idx.numel()
-
-    # sign + (aligned) mantissa
-    words, offs = _slice_stream(enc.streams["sign_mantissa"], start, stop)
-    width = p.sign_mantissa_bits
-    sm_off = _field_offsets("sign_mantissa", torch.full((num_kept,), width, dtype=torch.int64), k_sb, offs)
-    sm = read_fields(words, sm_off, width)
-    sign = sm >> (width - 1)
-    high = sm & ((1 << (width - 1)) - 1)  # m mantissa bits, or the m+1-bit aligned significand (mx)
-
-    words, offs = _slice_stream(enc.streams["exponent"], start, stop)
-    if p.exponent_coding == "raw":
-        ex_off = _field_offsets("exponent", torch.full((num_kept,), 8, dtype=torch.int64), k_sb, offs)
-        exponent = read_fields(words, ex_off, 8)
-    elif p.exponent_coding == "unary":
-        exponent = _decode_unary(words, offs, k_sb, stop - start, enc.codebook, p, used)
-    else:
-        block_index, block_group = _mx_blocks(kept_idx // G, n_groups, p.mx_block_size)
-        b_sb = block_group // p.superblock_groups
-        ex_off = _field_offsets("exponent", torch.full((b_sb.numel(),), 8, dtype=torch.int64), b_sb, offs)
-        shared = read_fields(words, ex_off, 8)
-        if bool((shared == 0).any()):
-            raise CassandraFormatError("stream 'exponent': an mx shared exponent is 0 (never written): corrupted")
-        shared = shared[block_index]
-
-    out = torch.zeros(n, dtype=torch.int64)
+    out = torch.zeros(keep.numel(), dtype=torch.int64)
     if p.exponent_coding != "mx":
+        exponent = fields.exponent
         if mode == "draft":
             out[kept_idx] = round_draft_bits((sign << 15) | (exponent << 7) | (high << t), t, rounding)
         else:
-            words, offs = _slice_stream(enc.streams["mantissa_low"], start, stop)
-            ml_off = _field_offsets("mantissa_low", torch.full((num_kept,), t, dtype=torch.int64), k_sb, offs)
+            words, offs = slice_stream(enc.streams["mantissa_low"], start, stop)
+            ml_off = checked_field_offsets("mantissa_low", torch.full((kept_idx.numel(),), t, dtype=torch.int64),
+                                           k_sb, offs)
             low = read_fields(words, ml_off, t)
             out[kept_idx] = (sign << 15) | (exponent << 7) | (high << t) | low
     else:
-        aligned = high
+        aligned, shared = high, fields.exponent
+        split = mx_split(aligned, shared, p)
         nonzero = aligned != 0
-        msb = _MSB_TABLE[aligned]
-        exp_normal = shared - m + msb  # >= 1: a normal number; <= 0: a subnormal one
-        normal = exp_normal >= 1
         if mode == "draft":
-            normal_bits = (torch.clamp(exp_normal, min=0) << 7) | ((aligned - (1 << msb)) << (7 - msb))
+            normal_bits = (torch.clamp(split.exponent, min=0) << 7) | ((aligned - (1 << split.msb)) << (7 - split.msb))
             subnormal_bits = aligned << torch.clamp(shared - 1 + t, max=15)
-            draft = torch.where(normal, normal_bits, subnormal_bits) & 0x7FFF
+            draft = torch.where(split.normal, normal_bits, subnormal_bits) & 0x7FFF
             out[kept_idx] = (sign << 15) | torch.where(nonzero, draft, 0)
         else:
-            dropped = torch.where(normal, m - msb, shared - 1) + t
-            ml_widths = torch.where(nonzero, torch.clamp(dropped, max=15), MX_ESCAPE_BITS)
-            words, offs = _slice_stream(enc.streams["mantissa_low"], start, stop)
-            ml_off = _field_offsets("mantissa_low", ml_widths, k_sb, offs)
-            ml_bits = bits_per_superblock(ml_widths, k_sb, stop - start)
-            check_stream_tail("mantissa_low", PackedStream(words, offs, 0), ml_bits)
-            if used is not None:
-                used["mantissa_low"] = used.get("mantissa_low", 0) + int(ml_bits.sum())
-            low = read_fields(words, ml_off, ml_widths)
-            mantissa = ((aligned << torch.clamp(dropped, max=15)) | low) & 0x7F
-            exponent = torch.where(normal, exp_normal, 0)
+            words, ml_off = read_mx_low_bits(enc, fields, split, start, stop, used)
+            low = read_fields(words, ml_off, split.low_bits)
+            mantissa = ((aligned << torch.clamp(split.dropped, max=15)) | low) & 0x7F
+            exponent = torch.where(split.normal, split.exponent, 0)
             rebuilt = (exponent << 7) | mantissa
             out[kept_idx] = (sign << 15) | torch.where(nonzero, rebuilt, low)
 
     if mode == "full":
         pruned_idx = torch.nonzero(~keep).reshape(-1)
-        words, offs = _slice_stream(enc.streams["pruned_raw"], start, stop)
-        pr_off = _field_offsets(
+        words, offs = slice_stream(enc.streams["pruned_raw"], start, stop)
+        pr_off = checked_field_offsets(
             "pruned_raw", torch.full((pruned_idx.numel(),), 16, dtype=torch.int64), pruned_idx // sb_values, offs
         )
         out[pruned_idx] = read_fields(words, pr_off, 16)
     return out
-
-
-def _decode_unary(words, offs, k_sb, n_sb, codebook, p: FormatParams, used: dict | None = None) -> torch.Tensor:
-    """Decode the unary exponent codes of a range of superblocks.
-
-    Code starts are found by pointer doubling: ``next[b]`` is where a code
-    starting at bit ``b`` would end; the r-th code of a superblock starts at
-    ``next^r(superblock start)``, computed from the bits of r.
-    """
-    if codebook is None:
-        raise CassandraFormatError("unary coding needs a codebook and this tensor has none")
-    L = p.unary_max_code_length
-    bits = bits_of_words(words)
-    nbits = bits.numel()
-    positions = torch.arange(nbits, dtype=torch.int64)
-    one_at = torch.where(bits.bool(), positions, nbits + L)
-    if nbits:
-        next_one = torch.flip(torch.cummin(torch.flip(one_at, [0]), 0).values, [0])
-    else:
-        next_one = one_at
-    zeros = torch.clamp(next_one - positions, max=L)
-    length = torch.where(zeros < L, zeros + 1, L + 8)
-    jump = torch.cat([torch.clamp(positions + length, max=nbits), torch.tensor([nbits])])
-    kept_per_sb = torch.bincount(k_sb, minlength=n_sb)
-    rank = torch.arange(k_sb.numel(), dtype=torch.int64) - exclusive_cumsum(kept_per_sb)[k_sb]
-    pos = offs[:-1][k_sb] * 64
-    step = 0
-    max_rank = int(rank.max()) if rank.numel() else 0
-    while (1 << step) <= max_rank:
-        pos = torch.where(((rank >> step) & 1).bool(), jump[pos], pos)
-        step += 1
-        if (1 << step) <= max_rank:
-            jump = jump[jump]
-    region_end = offs[1:] * 64
-    safe = torch.clamp(pos, max=max(nbits - 1, 0))
-    code_len = torch.where(pos < nbits, length[safe] if nbits else pos, L + 8)
-    end = pos + code_len
-    bad = end > region_end[k_sb]
-    if bool(bad.any()):
-        i = int(torch.nonzero(bad)[0])
-        raise CassandraFormatError(
-            f"stream 'exponent': unary code {int(rank[i])} of superblock {int(k_sb[i])} runs past the end "
-            "of that superblock's part: the stream is truncated or corrupted"
-        )
-    last_end = torch.zeros(n_sb, dtype=torch.int64)
-    if end.numel():
-        last_end.scatter_reduce_(0, k_sb, end - offs[:-1][k_sb] * 64, reduce="amax", include_self=True)
-    if bool(((last_end + 63) // 64 != offs[1:] - offs[:-1]).any()):
-        raise CassandraFormatError(
-            "stream 'exponent': a superblock's part is longer than its unary codes: corrupted offsets"
-        )
-    check_stream_tail("exponent", PackedStream(words, offs, 0), last_end)
-    if used is not None:
-        used["exponent"] = used.get("exponent", 0) + int(last_end.sum())
-    z = zeros[safe] if nbits else pos
-    escaped = z >= L
-    raw = read_fields(words, torch.clamp(pos + L, max=max(nbits - 8, 0)), 8) if nbits else pos
-    return torch.where(escaped, raw, codebook.to(torch.int64)[torch.clamp(z, max=L - 1)])

@@ -11,7 +11,9 @@ The speculation streams come first, so a draft-only reader reads a prefix
 
 :class:`EncodedTensor`, the in-memory form that ``golden.format.codec`` writes and
 reads, is defined here beside its byte form, so the codec imports the container
-and never the other way round.
+and never the other way round. Both read the variable-width fields (unary codes,
+mx low bits) with :mod:`golden.format.layout`, below them: the strict reader checks
+those exactly at load too.
 """
 
 from __future__ import annotations
@@ -24,14 +26,11 @@ from dataclasses import dataclass
 import torch
 
 from .bitstream import PackedStream, bits_of_words, bytes_to_words
+from .layout import CassandraFormatError, check_stream_tail, check_variable_fields
 from .params import EXPONENT_CODINGS, SPECULATION_STREAMS, STREAM_NAMES, VERIFICATION_STREAMS, FormatParams
 
 __all__ = ["CassandraFormatError", "EncodedTensor", "MAGIC", "VERSION", "to_bytes", "from_bytes", "save", "load",
-           "PARTS", "check_structure", "check_stream_tail"]
-
-
-class CassandraFormatError(ValueError):
-    """An encoded tensor or container is truncated, corrupted or inconsistent."""
+           "PARTS", "CHECKS", "check_structure"]
 
 
 # ---------------------------------------------------------------------------
@@ -122,15 +121,15 @@ class EncodedTensor:
         return to_bytes(self)
 
     @staticmethod
-    def from_bytes(data: bytes, *, part: str = "all") -> "EncodedTensor":
-        return from_bytes(data, part=part)
+    def from_bytes(data: bytes, *, part: str = "all", check: str = "full") -> "EncodedTensor":
+        return from_bytes(data, part=part, check=check)
 
     def save(self, path) -> None:
         save(self, path)
 
     @staticmethod
-    def load(path, *, part: str = "all") -> "EncodedTensor":
-        return load(path, part=part)
+    def load(path, *, part: str = "all", check: str = "full") -> "EncodedTensor":
+        return load(path, part=part, check=check)
 
 
 # ---------------------------------------------------------------------------
@@ -288,8 +287,30 @@ def _parse_header(data) -> tuple[dict, int]:
     return fields, header_len
 
 
-def from_bytes(data, *, part: str = "all") -> EncodedTensor:
+#: How much ``from_bytes`` / ``load`` check. ``full`` (the default): everything,
+#: including what only reading the fields delimits (unary exponent codes; mx shared
+#: exponents and, with the verification streams, mx low bits), exactly.
+#: ``structure``: all but that, for bytes a trusted writer just made (every decode
+#: still checks it for what it reads).
+CHECKS = ("full", "structure")
+
+
+def _check_options(part: str, check: str) -> None:
+    if part not in PARTS:
+        raise ValueError(f"part={part!r} is not one of {PARTS}")
+    if check not in CHECKS:
+        raise ValueError(f"check={check!r} is not one of {CHECKS}")
+
+
+def from_bytes(data, *, part: str = "all", check: str = "full") -> EncodedTensor:
     """Parse a container. ``part="speculation"`` reads the speculation streams only.
+
+    Parameters
+    ----------
+    data : bytes-like
+    part : {"all", "speculation"}
+    check : {"full", "structure"}
+        See :data:`CHECKS`.
 
     Raises
     ------
@@ -297,8 +318,7 @@ def from_bytes(data, *, part: str = "all") -> EncodedTensor:
         On a truncated, corrupted or inconsistent container; the message names
         the part that is wrong.
     """
-    if part not in PARTS:
-        raise ValueError(f"part={part!r} is not one of {PARTS}")
+    _check_options(part, check)
     view = memoryview(data)
     fields, pos = _parse_header(view)
     names = SPECULATION_STREAMS if part == "speculation" else STREAM_NAMES
@@ -329,6 +349,8 @@ def from_bytes(data, *, part: str = "all") -> EncodedTensor:
         num_kept=fields["num_kept"],
     )
     check_structure(enc)
+    if check == "full":
+        check_variable_fields(enc)
     return enc
 
 
@@ -340,30 +362,6 @@ def _popcount32(words: torch.Tensor) -> torch.Tensor:
     x = (x & 0x33333333) + ((x >> 2) & 0x33333333)
     x = (x + (x >> 4)) & 0x0F0F0F0F
     return ((x * 0x01010101) & 0xFFFFFFFF) >> 24
-
-
-def check_stream_tail(name: str, stream: PackedStream, bits_per_sb: torch.Tensor) -> None:
-    """Raise unless the bits after each superblock's ``bits_per_sb`` payload bits, up
-    to its part's 64-bit boundary, are zero (docs/FORMAT.md section 4)."""
-    offs, words = stream.superblock_offsets, stream.words
-    start32 = offs[:-1] * 2
-    rem = bits_per_sb % 32
-    partial = torch.nonzero(rem > 0).reshape(-1)
-    if partial.numel():
-        index = (start32 + bits_per_sb // 32)[partial]
-        bad = partial[(words[index] >> rem[partial]) != 0]
-        if bad.numel():
-            sb = int(bad[0])
-            raise CassandraFormatError(f"stream {name!r}, superblock {sb}: padding bits after its "
-                                       f"{int(bits_per_sb[sb])} payload bits are not zero")
-    first_pad = start32 + (bits_per_sb + 31) // 32
-    whole = torch.nonzero(first_pad < offs[1:] * 2).reshape(-1)  # at most one 32-bit word each
-    if whole.numel():
-        bad = whole[words[first_pad[whole]] != 0]
-        if bad.numel():
-            sb = int(bad[0])
-            raise CassandraFormatError(f"stream {name!r}, superblock {sb}: padding bits after its "
-                                       f"{int(bits_per_sb[sb])} payload bits are not zero")
 
 
 def _check_exact(enc: EncodedTensor, name: str, bits_per_sb: torch.Tensor, what: str) -> None:
@@ -386,7 +384,8 @@ def _check_exact(enc: EncodedTensor, name: str, bits_per_sb: torch.Tensor, what:
 
 def _check_bounded(enc: EncodedTensor, name: str, low: torch.Tensor, high: torch.Tensor, what: str) -> None:
     """A stream of variable-width fields: each superblock's part and the payload within
-    what its fields can take (decoding checks the exact sizes and the tails)."""
+    what its fields can take (``check_variable_fields`` then reads the exact sizes and
+    the tails)."""
     stream = enc.streams[name]
     offs = stream.superblock_offsets
     words = offs[1:] - offs[:-1]
@@ -404,7 +403,8 @@ def _check_bounded(enc: EncodedTensor, name: str, low: torch.Tensor, high: torch
 def check_structure(enc: EncodedTensor) -> None:
     """Check every stream against the bitmap: each superblock's part is the size its
     fields take (exact for fixed-width fields, within bounds for unary exponent codes
-    and mx low bits, whose exact sizes decoding checks), the stream table's payload
+    and mx low bits, whose exact sizes only reading them gives:
+    :func:`golden.format.layout.check_variable_fields`), the stream table's payload
     bits agree, padding bits are zero, and ``num_kept`` is the bitmap's popcount.
     Raises :class:`CassandraFormatError` naming the stream and superblock."""
     p = enc.params
@@ -450,15 +450,15 @@ def save(enc: EncodedTensor, path) -> None:
     os.replace(tmp, path)
 
 
-def load(path, *, part: str = "all") -> EncodedTensor:
-    """Read a container file; ``part="speculation"`` reads only the file's prefix."""
-    if part not in PARTS:
-        raise ValueError(f"part={part!r} is not one of {PARTS}")
+def load(path, *, part: str = "all", check: str = "full") -> EncodedTensor:
+    """Read a container file; ``part="speculation"`` reads only the file's prefix.
+    ``check`` as for :func:`from_bytes`."""
+    _check_options(part, check)
     if not os.path.exists(path):
         raise FileNotFoundError(f"no container at {os.fspath(path)!r}")
     with open(path, "rb") as f:
         if part == "all":
-            return from_bytes(f.read())
+            return from_bytes(f.read(), check=check)
         head = f.read(1 << 16)
         while True:
             try:
@@ -472,4 +472,4 @@ def load(path, *, part: str = "all") -> EncodedTensor:
         need = header_len + 8 * sum(fields["streams"][n][1] for n in SPECULATION_STREAMS)
         if len(head) < need:
             head += f.read(need - len(head))
-        return from_bytes(head[:need], part="speculation")
+        return from_bytes(head[:need], part="speculation", check=check)

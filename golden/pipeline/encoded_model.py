@@ -206,7 +206,7 @@ class CassandraWeights:
 
     def encoded(self, name: str, mode: str) -> EncodedTensor:
         part = "speculation" if mode == "draft" else "all"
-        return EncodedTensor.from_bytes(self.containers[name], part=part)
+        return EncodedTensor.from_bytes(self.containers[name], part=part, check="structure")  # our own bytes
 
     def view(self, mode: str) -> dict:
         """Weights as the draft (``"draft"``) or the target (``"full"``) reads them."""

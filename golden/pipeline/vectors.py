@@ -138,7 +138,7 @@ def export_vectors(
     names = [n for n in pipe.weights.containers if any(f"layers.{i}." in n for i in layers)]
     names.append(pipe.weights.head_name)
     for name in names:
-        enc_full = EncodedTensor.from_bytes(pipe.weights.containers[name])
+        enc_full = EncodedTensor.from_bytes(pipe.weights.containers[name], check="structure")  # our own bytes
         rows = min(tile_rows, enc_full.shape[0])
         x = pipe.reference[name][:rows].to(torch.bfloat16).cpu() if pipe.reference is not None else None
         if x is None:

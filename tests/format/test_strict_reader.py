@@ -127,22 +127,56 @@ def test_nonzero_padding_bits_in_a_superblock_tail(coding, name):
     """Every stream's first superblock part ends inside a 64-bit word here."""
     _, enc = _encoded(coding)
     data = _edited(enc, _set_last_word_bit(name))
-    if coding == "unary" and name == "exponent":  # code boundaries come from decoding
-        tensor = EncodedTensor.from_bytes(data)
-        with pytest.raises(CassandraFormatError, match="stream 'exponent', superblock 0: padding bits"):
-            decode(tensor, "draft")
-        return
     with pytest.raises(CassandraFormatError, match=f"stream '{name}', superblock 0: padding bits .* not zero"):
         EncodedTensor.from_bytes(data)
+    if coding == "unary" and name == "exponent":  # unary code boundaries: read at load, and by every decode
+        tensor = EncodedTensor.from_bytes(data, check="structure")
+        with pytest.raises(CassandraFormatError, match="stream 'exponent', superblock 0: padding bits"):
+            decode(tensor, "draft")
 
 
-def test_mx_low_bits_tail_is_checked_by_decoding():
+def test_mx_low_bits_tail_is_checked_at_load():
     _, enc = _encoded("mx", mx_block_size=4)
     data = _edited(enc, _set_last_word_bit("mantissa_low"))
-    tensor = EncodedTensor.from_bytes(data)  # widths of mx low bits come from the decoded values
+    with pytest.raises(CassandraFormatError, match="stream 'mantissa_low', superblock 0: padding bits"):
+        EncodedTensor.from_bytes(data)  # the widths come from the speculation fields, read at load
+    prefix = Layout(data).stream_start["mantissa_low"]
+    EncodedTensor.from_bytes(data[:prefix], part="speculation")  # a draft reader never sees those bits
+    tensor = EncodedTensor.from_bytes(data, check="structure")
     decode(tensor, "draft")  # the draft does not read the verification streams
     with pytest.raises(CassandraFormatError, match="stream 'mantissa_low', superblock 0: padding bits"):
         decode(tensor, "full")
+
+
+def test_unary_codes_that_disagree_with_their_part_are_rejected_at_load():
+    """A code's terminating 1 cleared (CRCs recomputed): the codes no longer end where
+    the superblock's part does, which only reading the codes shows."""
+    _, enc = _encoded("unary")
+
+    def clear_first_one(d, lay):
+        start = lay.stream_start["exponent"]
+        d[start] &= d[start] - 1  # clears the lowest set bit: the first code's terminator
+    data = _edited(enc, clear_first_one)
+    assert data[Layout(data).stream_start["exponent"]] != enc.to_bytes()[Layout(data).stream_start["exponent"]]
+    with pytest.raises(CassandraFormatError, match="stream 'exponent'"):
+        EncodedTensor.from_bytes(data)
+    with pytest.raises(CassandraFormatError, match="stream 'exponent'"):
+        EncodedTensor.from_bytes(data[:Layout(data).stream_start["mantissa_low"]], part="speculation")
+    with pytest.raises(CassandraFormatError, match="stream 'exponent'"):
+        decode(EncodedTensor.from_bytes(data, check="structure"), "draft")
+
+
+def test_mx_low_bits_that_no_longer_fit_the_significands_are_rejected_at_load():
+    """An mx aligned significand changed (CRCs recomputed) changes its value's low-bit
+    width, so the low bits' sizes no longer agree with the stream table."""
+    _, enc = _encoded("mx", mx_block_size=4)
+
+    def flip_significand_bit(d, lay):
+        d[lay.stream_start["sign_mantissa"]] ^= 1 << 3  # the first kept value's aligned significand, MSB
+    data = _edited(enc, flip_significand_bit)
+    with pytest.raises(CassandraFormatError, match="stream 'mantissa_low'"):
+        EncodedTensor.from_bytes(data)
+    EncodedTensor.from_bytes(data[:Layout(data).stream_start["mantissa_low"]], part="speculation")
 
 
 @pytest.mark.parametrize("name", ["bitmap", "sign_mantissa", "mantissa_low", "pruned_raw"])
@@ -158,16 +192,18 @@ def test_payload_bits_that_differ_from_the_fields(name):
 
 
 @pytest.mark.parametrize("coding, name", [("unary", "exponent"), ("mx", "mantissa_low")])
-def test_payload_bits_of_variable_fields_are_checked_by_decoding(coding, name):
+def test_payload_bits_of_variable_fields_are_checked_at_load(coding, name):
     _, enc = _encoded(coding, mx_block_size=4)
 
     def edit(d, lay):
         bits = struct.unpack_from("<Q", d, lay.entry(name))[0]
         struct.pack_into("<Q", d, lay.entry(name), bits - 1)
-    tensor = EncodedTensor.from_bytes(_edited(enc, edit))
-    with pytest.raises(CassandraFormatError, match=f"stream '{name}': the stream table's payload_bits=.* but its "
-                                                   "fields take"):
-        decode(tensor, "full")
+    data = _edited(enc, edit)
+    message = f"stream '{name}': the stream table's payload_bits=.* but its fields take"
+    with pytest.raises(CassandraFormatError, match=message):
+        EncodedTensor.from_bytes(data)
+    with pytest.raises(CassandraFormatError, match=message):  # and by every whole decode
+        decode(EncodedTensor.from_bytes(data, check="structure"), "full")
 
 
 def test_a_flipped_bitmap_bit_no_longer_decodes_silently():
@@ -242,4 +278,21 @@ def test_mx_shared_exponent_zero_is_rejected():
     _, enc = _encoded("mx", mx_block_size=4)
     data = _edited(enc, lambda d, lay: d.__setitem__(lay.stream_start["exponent"], 0))
     with pytest.raises(CassandraFormatError, match="mx shared exponent is 0"):
-        decode(EncodedTensor.from_bytes(data), "draft")
+        EncodedTensor.from_bytes(data)
+    with pytest.raises(CassandraFormatError, match="mx shared exponent is 0"):
+        EncodedTensor.from_bytes(data[:Layout(data).stream_start["mantissa_low"]], part="speculation")
+    with pytest.raises(CassandraFormatError, match="mx shared exponent is 0"):
+        decode(EncodedTensor.from_bytes(data, check="structure"), "draft")
+
+
+def test_check_values(tmp_path):
+    _, enc = _encoded()
+    with pytest.raises(ValueError, match="check='some' is not one of \\('full', 'structure'\\)"):
+        EncodedTensor.from_bytes(enc.to_bytes(), check="some")
+    enc.save(tmp_path / "t.csnd")
+    with pytest.raises(ValueError, match="check='fast' is not one of"):
+        EncodedTensor.load(tmp_path / "t.csnd", check="fast")
+    for check in ("full", "structure"):
+        for part in ("all", "speculation"):
+            back = EncodedTensor.load(tmp_path / "t.csnd", part=part, check=check)
+            assert torch.equal(bf16_bits(decode(back, "draft")), bf16_bits(decode(enc, "draft")))
