@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,14 +55,34 @@ def _describe(exc: Exception) -> str:
     return text.splitlines()[0]
 
 
+#: The last few readers ``open_gguf`` made, by (path, size, mtime, inode): the model,
+#: its config and its tokenizer come from one file, and parsing its header (the
+#: tokenizer's vocabulary) takes seconds. A rewritten file has a new key.
+_READERS: OrderedDict = OrderedDict()
+_READERS_KEPT = 2
+
+
 def open_gguf(path: Path):
     """``gguf.GGUFReader`` of ``path``, with every way a file can fail to be a whole
     GGUF turned into one :class:`ModelFileError` naming the file: empty, not a GGUF
-    (magic), a header that ends early or does not parse, tensor data past the end."""
+    (magic), a header that ends early or does not parse, tensor data past the end.
+    The reader is shared by later calls on the same unchanged file (read-only)."""
+    path = Path(path)
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ino)
+    reader = _READERS.get(key)
+    if reader is None:
+        reader = _open_gguf(path, stat.st_size)
+        _READERS[key] = reader
+        while len(_READERS) > _READERS_KEPT:
+            _READERS.popitem(last=False)
+    _READERS.move_to_end(key)
+    return reader
+
+
+def _open_gguf(path: Path, size: int):
     import gguf  # local: only GGUF users pay for the import
 
-    path = Path(path)
-    size = path.stat().st_size
     if size == 0:
         raise ModelFileError(f"model file {path} is empty (0 bytes): not a GGUF file")
     with open(path, "rb") as f:

@@ -88,3 +88,19 @@ def test_bad_config_json(tmp_path, tiny, content):
     (folder / "config.json").write_text(content)
     with pytest.raises(ModelFileError, match="config.json: not a readable Llama config.json"):
         load_config(folder)
+
+
+def test_a_rewritten_gguf_is_read_again(tmp_path, gguf_bytes):
+    """open_gguf shares a reader between the model, its config and its tokenizer, but
+    never for a file that changed since: a cut copy in place of a whole one fails."""
+    from golden.llm.model_files import open_gguf
+
+    path = _gguf(tmp_path, "model", gguf_bytes)
+    first = open_gguf(path)
+    assert open_gguf(path) is first
+    assert load_config(path).num_hidden_layers == 30
+    path.write_bytes(gguf_bytes[:-100])
+    with pytest.raises(ModelFileError, match="truncated"):
+        open_gguf(path)
+    path.write_bytes(gguf_bytes)
+    assert open_gguf(path) is not first  # a new file (new mtime), read again
