@@ -9,7 +9,8 @@ returns the original bits exactly.
 Everything works on integer views of the BF16 bits with masks and gathers; no
 Python loop runs over elements (decoding loops over chunks of superblocks to
 bound memory, and over ``log2(superblock size)`` pointer-doubling steps for
-unary codes).
+unary codes). Decoding reads the streams with :mod:`golden.format.layout`, the
+same reader (and checks) the strict container reader runs at load.
 """
 
 from __future__ import annotations
