@@ -25,12 +25,11 @@ __all__ = ["CACHE_ENV", "DiskCache", "default_cache_dir", "file_sha256", "model_
 
 CACHE_ENV = "CASSANDRA_CACHE_DIR"
 
-#: Source files whose code decides what the cache holds (relative to the project root).
+#: Source files whose code decides what the cache holds (relative to the project root):
+#: every module of the format (a new one counts without being listed), and these.
 _SOURCES = (
-    "golden/format/bitstream.py", "golden/format/codec.py", "golden/format/container.py",
-    "golden/format/params.py", "golden/format/select.py", "golden/llm/datasets.py", "golden/llm/llama.py",
-    "golden/llm/model_files.py", "golden/llm/tokenizer.py", "golden/pipeline/encoded_model.py",
-    "golden/pipeline/cache.py",
+    "golden/llm/datasets.py", "golden/llm/llama.py", "golden/llm/model_files.py", "golden/llm/tokenizer.py",
+    "golden/pipeline/encoded_model.py", "golden/pipeline/cache.py",
 )
 
 
@@ -65,8 +64,9 @@ def model_digest(path) -> str:
 
 def code_digest() -> str:
     root = Path(__file__).resolve().parents[2]
+    names = sorted(p.relative_to(root).as_posix() for p in (root / "golden" / "format").glob("*.py"))
     digest = hashlib.sha256()
-    for name in _SOURCES:
+    for name in names + list(_SOURCES):
         digest.update(name.encode() + b"\0" + (root / name).read_bytes())
     return digest.hexdigest()
 
