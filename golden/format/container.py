@@ -26,7 +26,13 @@ from dataclasses import dataclass
 import torch
 
 from .bitstream import PackedStream, bits_of_words, bytes_to_words
-from .layout import CassandraFormatError, check_stream_tail, check_variable_fields
+from .layout import (
+    CassandraFormatError,
+    check_part_sizes,
+    check_payload_bits,
+    check_stream_tail,
+    check_variable_fields,
+)
 from .params import EXPONENT_CODINGS, SPECULATION_STREAMS, STREAM_NAMES, VERIFICATION_STREAMS, FormatParams
 
 __all__ = ["CassandraFormatError", "EncodedTensor", "MAGIC", "VERSION", "to_bytes", "from_bytes", "save", "load",
@@ -367,18 +373,8 @@ def _popcount32(words: torch.Tensor) -> torch.Tensor:
 def _check_exact(enc: EncodedTensor, name: str, bits_per_sb: torch.Tensor, what: str) -> None:
     """A stream whose fields' widths the bitmap fixes: part sizes, payload bits, tails."""
     stream = enc.streams[name]
-    offs = stream.superblock_offsets
-    need = (bits_per_sb + 63) // 64
-    bad = torch.nonzero(need != offs[1:] - offs[:-1]).reshape(-1)
-    if bad.numel():
-        sb = int(bad[0])
-        raise CassandraFormatError(
-            f"stream {name!r}, superblock {sb}: {what} call for {int(bits_per_sb[sb])} bits ({int(need[sb])} "
-            f"64-bit words) but the offset table gives {int(offs[sb + 1] - offs[sb])} words")
-    total = int(bits_per_sb.sum())
-    if stream.payload_bits != total:
-        raise CassandraFormatError(f"stream {name!r}: the stream table's payload_bits={stream.payload_bits} but its "
-                                   f"fields take {total} bits ({what})")
+    check_part_sizes(name, bits_per_sb, stream.superblock_offsets, what)
+    check_payload_bits(enc, {name: int(bits_per_sb.sum())})
     check_stream_tail(name, stream, bits_per_sb)
 
 

@@ -40,6 +40,7 @@ __all__ = [
     "MSB_TABLE",
     "MxSplit",
     "SpeculationFields",
+    "check_part_sizes",
     "check_payload_bits",
     "check_stream_tail",
     "check_variable_fields",
@@ -108,24 +109,26 @@ def check_stream_tail(name: str, stream: PackedStream, bits_per_sb: torch.Tensor
                                        f"{int(bits_per_sb[sb])} payload bits are not zero")
 
 
-def checked_field_offsets(name: str, widths: torch.Tensor, superblock: torch.Tensor,
-                          sb_offsets: torch.Tensor) -> torch.Tensor:
-    """Absolute bit offsets of fields laid out as ``pack_fields`` lays them out.
-
-    Raises CassandraFormatError when a superblock's part of the stream is not
-    exactly its fields padded to 64 bits (truncated or corrupted data).
-    """
-    bits_per_sb = bits_per_superblock(widths, superblock, sb_offsets.numel() - 1)
+def check_part_sizes(name: str, bits_per_sb: torch.Tensor, sb_offsets: torch.Tensor, what: str = "its fields") -> None:
+    """Raise unless each superblock's part of stream ``name`` is exactly its
+    ``bits_per_sb`` payload bits padded to 64 bits (``what`` names those bits)."""
     region_words = sb_offsets[1:] - sb_offsets[:-1]
     needed_words = (bits_per_sb + 63) // 64
-    bad = needed_words != region_words
-    if bool(bad.any()):
-        sb = int(torch.nonzero(bad)[0])
+    bad = torch.nonzero(needed_words != region_words).reshape(-1)
+    if bad.numel():
+        sb = int(bad[0])
         raise CassandraFormatError(
-            f"stream {name!r}, superblock {sb}: the bitmap calls for {int(bits_per_sb[sb])} bits "
-            f"({int(needed_words[sb])} 64-bit words) but the stream holds {int(region_words[sb])} words "
-            "there: the stream is truncated or corrupted"
+            f"stream {name!r}, superblock {sb}: {what} take {int(bits_per_sb[sb])} bits ({int(needed_words[sb])} "
+            f"64-bit words), but its part holds {int(region_words[sb])} words: truncated or corrupted"
         )
+
+
+def checked_field_offsets(name: str, widths: torch.Tensor, superblock: torch.Tensor,
+                          sb_offsets: torch.Tensor) -> torch.Tensor:
+    """Absolute bit offsets of fields laid out as ``pack_fields`` lays them out,
+    after :func:`check_part_sizes`."""
+    bits_per_sb = bits_per_superblock(widths, superblock, sb_offsets.numel() - 1)
+    check_part_sizes(name, bits_per_sb, sb_offsets)
     return field_offsets(widths, superblock, sb_offsets, bits_per_sb)
 
 
@@ -277,10 +280,7 @@ def read_unary_codes(words, offs, k_sb, n_sb, codebook, p: FormatParams, used: d
     last_end = torch.zeros(n_sb, dtype=torch.int64)
     if end.numel():
         last_end.scatter_reduce_(0, k_sb, end - offs[:-1][k_sb] * 64, reduce="amax", include_self=True)
-    if bool(((last_end + 63) // 64 != offs[1:] - offs[:-1]).any()):
-        raise CassandraFormatError(
-            "stream 'exponent': a superblock's part is longer than its unary codes: corrupted offsets"
-        )
+    check_part_sizes("exponent", last_end, offs, "its unary codes")
     check_stream_tail("exponent", PackedStream(words, offs, 0), last_end)
     if used is not None:
         used["exponent"] = used.get("exponent", 0) + int(last_end.sum())
@@ -324,12 +324,12 @@ def read_mx_low_bits(enc, fields: SpeculationFields, split: MxSplit, start: int,
     bit offsets, after checking each part's size and padding bits against the widths
     ``split.low_bits``; their sum is added to ``used``."""
     words, offs = slice_stream(enc.streams["mantissa_low"], start, stop)
-    offsets = checked_field_offsets("mantissa_low", split.low_bits, fields.superblock, offs)
     bits_per_sb = bits_per_superblock(split.low_bits, fields.superblock, stop - start)
+    check_part_sizes("mantissa_low", bits_per_sb, offs, "the kept values' low bits")
     check_stream_tail("mantissa_low", PackedStream(words, offs, 0), bits_per_sb)
     if used is not None:
         used["mantissa_low"] = used.get("mantissa_low", 0) + int(bits_per_sb.sum())
-    return words, offsets
+    return words, field_offsets(split.low_bits, fields.superblock, offs, bits_per_sb)
 
 
 def check_variable_fields(enc) -> None:

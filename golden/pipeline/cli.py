@@ -254,14 +254,18 @@ def _add_pipeline_args(g: argparse.ArgumentParser) -> None:
                         "hardware) or in one batched forward (faster on CPU)")
 
 
+def _check_ratios(args, *names: str) -> None:
+    for name in names:
+        if not 0 <= getattr(args, name) <= 1:
+            raise ValueError(f"--{name.replace('_', '-')} {getattr(args, name)} is out of range [0, 1]")
+
+
 def _pipeline_config(args):
     from .pipeline import PipelineConfig
 
     if args.gamma < 1:
         raise ValueError(f"--gamma {args.gamma} must be >= 1")
-    for name in ("prune", "kv_prune"):
-        if not 0 <= getattr(args, name) <= 1:
-            raise ValueError(f"--{name.replace('_', '-')} {getattr(args, name)} is out of range [0, 1]")
+    _check_ratios(args, "prune", "kv_prune")
     cfg = PipelineConfig(
         model=args.model, gamma=args.gamma, prune=args.prune, truncate=args.truncate, kv_prune=args.kv_prune,
         kv_truncate=args.kv_truncate, exponent=args.exponent, group_size=args.group_size, selector=args.selector,
@@ -282,8 +286,7 @@ def _pipeline_config(args):
 def _cmd_encode(args) -> int:
     from .export import encode_checkpoint
 
-    if not 0 <= args.prune <= 1:
-        raise ValueError(f"--prune {args.prune} is out of range [0, 1]")
+    _check_ratios(args, "prune")
     params = format_params_from_arguments(args)  # checked before any model work
     log = (lambda msg: print(f"[cassandra] {msg}", file=sys.stderr)) if not args.quiet else None
     manifest = encode_checkpoint(args.out, model=args.model, params=params, prune=args.prune, selector=args.selector,

@@ -15,7 +15,7 @@ import json
 import time
 from pathlib import Path
 
-from golden.format.params import FormatParams
+from golden.format.params import FormatParams, keep_count
 
 from .cache import file_sha256
 
@@ -43,8 +43,7 @@ def encode_checkpoint(out_dir, *, model=None, params: FormatParams | None = None
 
     log = log or (lambda message: None)
     params = params or FormatParams()
-    if not 0 <= prune <= 1:
-        raise ValueError(f"prune={prune!r} is out of range [0, 1]")
+    keep_count(params.group_size, prune)  # the prune ratio's check, before any model work
     if selector not in SELECTORS:
         raise ValueError(f"selector={selector!r} is not one of {SELECTORS}")
     out = Path(out_dir)

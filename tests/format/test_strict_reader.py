@@ -84,6 +84,28 @@ def _set_last_word_bit(name, bit=63):
     return edit
 
 
+def _payload_bits_less_one(name):
+    """Lower a stream's payload-bit count in the stream table by one."""
+    def edit(data, layout):
+        bits = struct.unpack_from("<Q", data, layout.entry(name))[0]
+        struct.pack_into("<Q", data, layout.entry(name), bits - 1)
+    return edit
+
+
+def _speculation_prefix(data: bytes) -> bytes:
+    return data[:Layout(data).stream_start["mantissa_low"]]
+
+
+def _rejected_at_load_and_by_draft_decode(data: bytes, message: str) -> None:
+    """A fault in the speculation data: the whole container and its speculation prefix
+    are rejected at load, and a draft decode rejects it where the load skipped the check."""
+    for whole_or_prefix, part in ((data, "all"), (_speculation_prefix(data), "speculation")):
+        with pytest.raises(CassandraFormatError, match=message):
+            EncodedTensor.from_bytes(whole_or_prefix, part=part)
+    with pytest.raises(CassandraFormatError, match=message):
+        decode(EncodedTensor.from_bytes(data, check="structure"), "draft")
+
+
 def test_resealing_alone_changes_nothing():
     x, enc = _encoded()
     data = _edited(enc, lambda data, layout: None)
@@ -140,8 +162,7 @@ def test_mx_low_bits_tail_is_checked_at_load():
     data = _edited(enc, _set_last_word_bit("mantissa_low"))
     with pytest.raises(CassandraFormatError, match="stream 'mantissa_low', superblock 0: padding bits"):
         EncodedTensor.from_bytes(data)  # the widths come from the speculation fields, read at load
-    prefix = Layout(data).stream_start["mantissa_low"]
-    EncodedTensor.from_bytes(data[:prefix], part="speculation")  # a draft reader never sees those bits
+    EncodedTensor.from_bytes(_speculation_prefix(data), part="speculation")  # a draft reader never sees those bits
     tensor = EncodedTensor.from_bytes(data, check="structure")
     decode(tensor, "draft")  # the draft does not read the verification streams
     with pytest.raises(CassandraFormatError, match="stream 'mantissa_low', superblock 0: padding bits"):
@@ -157,13 +178,9 @@ def test_unary_codes_that_disagree_with_their_part_are_rejected_at_load():
         start = lay.stream_start["exponent"]
         d[start] &= d[start] - 1  # clears the lowest set bit: the first code's terminator
     data = _edited(enc, clear_first_one)
-    assert data[Layout(data).stream_start["exponent"]] != enc.to_bytes()[Layout(data).stream_start["exponent"]]
-    with pytest.raises(CassandraFormatError, match="stream 'exponent'"):
-        EncodedTensor.from_bytes(data)
-    with pytest.raises(CassandraFormatError, match="stream 'exponent'"):
-        EncodedTensor.from_bytes(data[:Layout(data).stream_start["mantissa_low"]], part="speculation")
-    with pytest.raises(CassandraFormatError, match="stream 'exponent'"):
-        decode(EncodedTensor.from_bytes(data, check="structure"), "draft")
+    first = Layout(data).stream_start["exponent"]
+    assert data[first] != enc.to_bytes()[first]
+    _rejected_at_load_and_by_draft_decode(data, "stream 'exponent'")
 
 
 def test_mx_low_bits_that_no_longer_fit_the_significands_are_rejected_at_load():
@@ -176,29 +193,21 @@ def test_mx_low_bits_that_no_longer_fit_the_significands_are_rejected_at_load():
     data = _edited(enc, flip_significand_bit)
     with pytest.raises(CassandraFormatError, match="stream 'mantissa_low'"):
         EncodedTensor.from_bytes(data)
-    EncodedTensor.from_bytes(data[:Layout(data).stream_start["mantissa_low"]], part="speculation")
+    EncodedTensor.from_bytes(_speculation_prefix(data), part="speculation")
 
 
 @pytest.mark.parametrize("name", ["bitmap", "sign_mantissa", "mantissa_low", "pruned_raw"])
 def test_payload_bits_that_differ_from_the_fields(name):
     _, enc = _encoded("raw")
-
-    def edit(d, lay):
-        bits = struct.unpack_from("<Q", d, lay.entry(name))[0]
-        struct.pack_into("<Q", d, lay.entry(name), bits - 1)
     with pytest.raises(CassandraFormatError, match=f"stream '{name}': the stream table's payload_bits=.* but its "
                                                    "fields take"):
-        EncodedTensor.from_bytes(_edited(enc, edit))
+        EncodedTensor.from_bytes(_edited(enc, _payload_bits_less_one(name)))
 
 
 @pytest.mark.parametrize("coding, name", [("unary", "exponent"), ("mx", "mantissa_low")])
 def test_payload_bits_of_variable_fields_are_checked_at_load(coding, name):
     _, enc = _encoded(coding, mx_block_size=4)
-
-    def edit(d, lay):
-        bits = struct.unpack_from("<Q", d, lay.entry(name))[0]
-        struct.pack_into("<Q", d, lay.entry(name), bits - 1)
-    data = _edited(enc, edit)
+    data = _edited(enc, _payload_bits_less_one(name))
     message = f"stream '{name}': the stream table's payload_bits=.* but its fields take"
     with pytest.raises(CassandraFormatError, match=message):
         EncodedTensor.from_bytes(data)
@@ -270,19 +279,14 @@ def test_every_container_the_encoder_writes_loads(coding, shape, group, superblo
     back = EncodedTensor.from_bytes(data)
     assert back.shape == tuple(shape) and back.num_kept == enc.num_kept
     assert torch.equal(bf16_bits(decode(back, "full")), bf16_bits(x))
-    spec = EncodedTensor.from_bytes(data[:Layout(data).stream_start["mantissa_low"]], part="speculation")
+    spec = EncodedTensor.from_bytes(_speculation_prefix(data), part="speculation")
     assert torch.equal(bf16_bits(decode(spec, "draft")), bf16_bits(decode(enc, "draft")))
 
 
 def test_mx_shared_exponent_zero_is_rejected():
     _, enc = _encoded("mx", mx_block_size=4)
     data = _edited(enc, lambda d, lay: d.__setitem__(lay.stream_start["exponent"], 0))
-    with pytest.raises(CassandraFormatError, match="mx shared exponent is 0"):
-        EncodedTensor.from_bytes(data)
-    with pytest.raises(CassandraFormatError, match="mx shared exponent is 0"):
-        EncodedTensor.from_bytes(data[:Layout(data).stream_start["mantissa_low"]], part="speculation")
-    with pytest.raises(CassandraFormatError, match="mx shared exponent is 0"):
-        decode(EncodedTensor.from_bytes(data, check="structure"), "draft")
+    _rejected_at_load_and_by_draft_decode(data, "mx shared exponent is 0")
 
 
 def test_check_values(tmp_path):
